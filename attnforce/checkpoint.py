@@ -1,0 +1,150 @@
+"""Saved models: ``state_dict`` + config + metadata, never a pickled module.
+
+A saved model is a ``torch.save``d dict of plain types and tensors, read back with ``weights_only=True``::
+
+    {
+      "schema_version": 1,
+      "architecture": "sake",
+      "hyperparameters": {...},            # keyword arguments of the architecture
+      "energy_scale": float,               # eV per model output unit
+      "element_shifts": {"1": eV, ...},    # per-element energies, keyed by atomic number
+      "state_dict": {...},
+      "metadata": {
+        "units": {"length": "angstrom", "energy": "eV"},
+        "cutoff": float | None,            # Å; None = all pairs
+        "atomic_numbers": [...],           # the reference molecule, in order
+        "elements": [...],                 # the elements the model was trained on
+        "dtype": "float32",
+        "attnforce_version": "...",
+        ...                                # training data, split, metrics
+      },
+    }
+
+Migrations from older schema versions are explicit functions in :data:`MIGRATIONS`.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+import attnforce
+from attnforce.models import Potential, build_model
+
+SCHEMA_VERSION = 1
+UNITS = {"length": "angstrom", "energy": "eV"}
+
+#: ``MIGRATIONS[v]`` turns a schema-v dict into a schema-(v+1) dict.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+#: Models that ship with the package, by the name accepted wherever a MODEL is.
+EMBEDDED_MODELS = {"default": "aspirin_sake.pt", "sake": "aspirin_sake.pt"}
+
+
+@dataclass
+class SavedModel:
+    """A model read from disk: the potential and everything stored beside it."""
+
+    potential: Potential
+    architecture: str
+    hyperparameters: dict
+    metadata: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def atomic_numbers(self) -> list[int]:
+        """The reference molecule's atomic numbers, in order."""
+        return list(self.metadata["atomic_numbers"])
+
+    @property
+    def elements(self) -> list[int]:
+        """Atomic numbers of every element the model was trained on."""
+        return list(self.metadata["elements"])
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash leaves no partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(
+    path: str | Path,
+    potential: Potential,
+    architecture: str,
+    hyperparameters: dict,
+    atomic_numbers: list[int],
+    extra_metadata: dict | None = None,
+) -> None:
+    """Write a potential and its metadata (see the module docstring) atomically to ``path``."""
+    shifts = potential.element_shifts
+    elements = sorted(set(int(z) for z in atomic_numbers))
+    metadata = {
+        "units": dict(UNITS),
+        "cutoff": potential.cutoff,
+        "atomic_numbers": [int(z) for z in atomic_numbers],
+        "elements": elements,
+        "dtype": str(potential.energy_scale.dtype).replace("torch.", ""),
+        "attnforce_version": attnforce.__version__,
+        **(extra_metadata or {}),
+    }
+    atomic_save(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "architecture": architecture,
+            "hyperparameters": dict(hyperparameters),
+            "energy_scale": float(potential.energy_scale),
+            "element_shifts": {str(z): float(shifts[z]) for z in elements},
+            "state_dict": {k: v.detach().cpu() for k, v in potential.state_dict().items()},
+            "metadata": metadata,
+        },
+        path,
+    )
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """A saved model's path, or an embedded model's (``default``, ``sake``) inside the package."""
+    if str(model) in EMBEDDED_MODELS:
+        return Path(str(resources.files("attnforce") / "data" / EMBEDDED_MODELS[str(model)]))
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path} (or name an embedded model: {sorted(EMBEDDED_MODELS)})")
+    return path
+
+
+def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
+    """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
+    path = resolve_model_path(model)
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a truncated or foreign file
+        raise ValueError(f"{path}: not a readable attnforce model ({type(error).__name__}: {error})") from None
+    if not isinstance(stored, dict) or "schema_version" not in stored:
+        raise ValueError(f"{path}: not an attnforce model (no schema_version)")
+    version = stored["schema_version"]
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema version {version} is newer than this attnforce reads ({SCHEMA_VERSION})")
+    while version < SCHEMA_VERSION:
+        stored = MIGRATIONS[version](stored)
+        version = stored["schema_version"]
+
+    shifts = torch.zeros(119)
+    for z, value in stored["element_shifts"].items():
+        shifts[int(z)] = value
+    model = build_model(stored["architecture"], stored["hyperparameters"])
+    potential = Potential(model, stored["energy_scale"], shifts)
+    potential.load_state_dict(stored["state_dict"])
+    potential = potential.to(dtype).eval()
+    return SavedModel(potential, stored["architecture"], stored["hyperparameters"], stored["metadata"], str(path))

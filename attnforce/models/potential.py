@@ -1,0 +1,78 @@
+"""The one wrapper that turns any per-atom energy model into energies and forces.
+
+``E_b = sum_{i in b} (scale * e_i + shift[Z_i])`` with ``e_i`` the model's per-atom output, ``scale`` the training
+set's energy standard deviation and ``shift`` per-element energies fitted on the training set (eV).
+Forces are ``-dE/dx`` by autograd. Graphs are built here, so every architecture sees the same edges.
+
+Total energies of molecules are large (aspirin: -17618 eV) and float32 resolves them only to about 2 meV, so the
+shifts stay float64 whatever the network's dtype and energies are summed and returned in float64.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from attnforce.nn import all_pairs_edges, radius_edges, scatter_sum
+
+
+class Potential(nn.Module):
+    """Energy (eV) and forces (eV/Å) of a batch of structures from an energy model.
+
+    Args:
+        model: maps ``(positions (N,3) Å, atomic_numbers (N,), edge_index (2,E))`` to per-atom outputs (N,);
+            has an attribute ``cutoff`` (None for all-pairs graphs).
+        energy_scale: eV per unit of model output.
+        element_shifts: (119,) eV per atom of each element.
+    """
+
+    def __init__(self, model: nn.Module, energy_scale: float, element_shifts: Tensor):
+        super().__init__()
+        self.model = model
+        self.cutoff: Optional[float] = model.cutoff
+        self.register_buffer("energy_scale", torch.tensor(float(energy_scale)))
+        self.register_buffer("element_shifts", element_shifts.clone().to(torch.float64))
+
+    def _apply(self, fn, recurse=True):
+        # Module.to(dtype) would cast the shifts too; keep them float64 (device moves still apply).
+        super()._apply(fn, recurse)
+        self.element_shifts = self.element_shifts.to(torch.float64)
+        return self
+
+    def edges(self, positions: Tensor, batch: Tensor) -> Tensor:
+        """(2, E) graph of the batch: all pairs within a structure, or pairs within the cutoff."""
+        cutoff = self.cutoff
+        if cutoff is None:
+            return all_pairs_edges(batch)
+        return radius_edges(positions, batch, cutoff)
+
+    @torch.jit.export
+    def energy(self, positions: Tensor, atomic_numbers: Tensor, batch: Tensor, num_structures: int) -> Tensor:
+        """Energies (B,) eV, float64, of ``num_structures`` structures; ``positions`` (N,3) Å, ``batch`` (N,)."""
+        edge_index = self.edges(positions, batch)
+        learned = self.model(positions, atomic_numbers, edge_index) * self.energy_scale
+        reference = self.element_shifts.index_select(0, atomic_numbers)
+        return scatter_sum(learned, batch, num_structures).to(torch.float64) + scatter_sum(
+            reference, batch, num_structures
+        )
+
+    def forward(
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        batch: Tensor,
+        num_structures: int,
+        create_graph: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """Energies (B,) eV (float64) and forces (N,3) eV/Å (the positions' dtype).
+
+        ``create_graph=True`` keeps the graph of the forces so that a loss on them can be differentiated
+        (training). Needs gradient mode on (not inside ``torch.no_grad()``).
+        """
+        if not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        energy = self.energy(positions, atomic_numbers, batch, num_structures)
+        gradients = torch.autograd.grad([energy.sum()], [positions], create_graph=create_graph)
+        gradient = gradients[0]
+        assert gradient is not None
+        return energy, -gradient

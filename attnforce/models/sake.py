@@ -1,0 +1,188 @@
+"""SAKE: spatial attention kinetic network (Wang & Chodera, ICLR 2023), as an energy model.
+
+One layer (Algorithm 1 of the paper, without the velocity update, which belongs to the learned integrator):
+
+1. edge features from the pair of node features, a continuous filter (exponential-normal radial basis times a
+   linear map of the pair) and the distance: ``h_ij = MLP([h_i, h_j, rbf(d_ij) * W h_ij, d_ij])``;
+2. attention over neighbours, per head: semantic ``CELU(W_a h_ij)`` plus spatial ``-d_ij / l_k`` logits, with
+   per-head length scales l_k initialised evenly over (0, r_max]; a softmax of the sum equals the renormalised
+   product of the two attentions used in the paper;
+3. spatial attention: per-head coefficients ``tanh(W_c (h_ij ⊗ a_ij))`` on the unit edge vectors, summed over
+   neighbours, reduced to invariants by the squared norm and an MLP;
+4. residual node update ``h_i + MLP([h_i, sum_j h_ij ⊗ a_ij, spatial invariants])``. SiLU everywhere.
+
+In cutoff mode every attention weight is multiplied by a cosine envelope and the softmax gains a learnable
+"null neighbour" per head, so energies and forces are continuous as atoms cross the cutoff.
+"""
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from attnforce.nn import MLP, CosineCutoff, ExpNormalSmearing, scatter_sum, segment_softmax
+
+#: Embedding rows: atomic numbers 0..118.
+NUM_ELEMENTS = 119
+
+
+class SAKELayer(nn.Module):
+    """One SAKE message-passing layer on a sparse graph.
+
+    Args:
+        hidden_features: node and edge feature size H.
+        num_heads: attention heads K.
+        num_rbf: size of the radial basis feeding the continuous filter.
+        lengthscale_max: the largest initial spatial-attention length scale, Å.
+        semantic_attention, spatial_attention: switch either attention off (ablations); with both off the
+            attention is uniform over neighbours.
+        null_neighbour: add a learnable null logit per head to the softmax (cutoff mode).
+    """
+
+    def __init__(
+        self,
+        hidden_features: int,
+        num_heads: int,
+        num_rbf: int,
+        lengthscale_max: float,
+        semantic_attention: bool = True,
+        spatial_attention: bool = True,
+        null_neighbour: bool = False,
+    ):
+        super().__init__()
+        width = hidden_features * num_heads
+        self.hidden_features = hidden_features
+        self.num_heads = num_heads
+        self.use_semantic_attention = semantic_attention
+        self.use_spatial_attention = spatial_attention
+
+        # Continuous-filter edge model. A linear map of the concatenated pair [h_i, h_j] is computed as two
+        # per-node maps gathered onto the edges: the same function at N/E of the cost.
+        self.filter_target = nn.Linear(hidden_features, num_rbf)
+        self.filter_source = nn.Linear(hidden_features, num_rbf, bias=False)
+        self.edge_in_target = nn.Linear(hidden_features, hidden_features)
+        self.edge_in_source = nn.Linear(hidden_features, hidden_features, bias=False)
+        self.edge_in_filter = nn.Linear(num_rbf + 1, hidden_features, bias=False)
+        self.edge_out = nn.Linear(hidden_features, hidden_features)
+
+        self.semantic_attention = nn.Sequential(nn.Linear(hidden_features, num_heads), nn.CELU(alpha=2.0))
+        lengthscales = torch.linspace(lengthscale_max / num_heads, lengthscale_max, num_heads)
+        self.log_inverse_lengthscale = nn.Parameter(-torch.log(lengthscales))
+        if null_neighbour:
+            self.null_logit = nn.Parameter(torch.full((num_heads,), -3.0))
+        else:
+            self.null_logit = None
+
+        self.coefficients = nn.Linear(width, width, bias=False)
+        self.post_norm_mlp = MLP([width, hidden_features, hidden_features], activate_last=True)
+        self.node_mlp = MLP([2 * hidden_features + width, hidden_features, hidden_features], activate_last=True)
+
+    def forward(
+        self,
+        h: Tensor,
+        edge_index: Tensor,
+        distances: Tensor,
+        unit_vectors: Tensor,
+        rbf: Tensor,
+        envelope: Optional[Tensor],
+    ) -> Tensor:
+        """Update node features.
+
+        Args:
+            h: (N, H) node features.
+            edge_index: (2, E) (source, target).
+            distances: (E,) Å.
+            unit_vectors: (E, 3) from target to source.
+            rbf: (E, num_rbf) radial basis of the distances.
+            envelope: (E,) cutoff envelope, or None in all-pairs mode.
+
+        Returns:
+            (N, H) updated node features.
+        """
+        source, target = edge_index[0], edge_index[1]
+        num_nodes = h.shape[0]
+
+        kernel = (self.filter_target(h).index_select(0, target) + self.filter_source(h).index_select(0, source)) * rbf
+        h_edge = (
+            self.edge_in_target(h).index_select(0, target)
+            + self.edge_in_source(h).index_select(0, source)
+            + self.edge_in_filter(torch.cat([kernel, distances.unsqueeze(-1)], dim=-1))
+        )
+        h_edge = self.edge_out(nn.functional.silu(h_edge))  # (E, H)
+
+        logits = torch.zeros((h_edge.shape[0], self.num_heads), dtype=h.dtype, device=h.device)
+        if self.use_semantic_attention:
+            logits = logits + self.semantic_attention(h_edge)
+        if self.use_spatial_attention:
+            logits = logits - distances.unsqueeze(-1) * torch.exp(self.log_inverse_lengthscale)
+        attention = segment_softmax(logits, target, num_nodes, envelope, self.null_logit)  # (E, K)
+
+        h_edge_att = (h_edge.unsqueeze(-1) * attention.unsqueeze(-2)).flatten(1)  # (E, H*K)
+        coefficients = torch.tanh(self.coefficients(h_edge_att))  # (E, H*K)
+        combinations = scatter_sum(coefficients.unsqueeze(-1) * unit_vectors.unsqueeze(-2), target, num_nodes)
+        h_spatial = self.post_norm_mlp(combinations.pow(2).sum(-1))  # (N, H)
+        h_aggregated = scatter_sum(h_edge_att, target, num_nodes)  # (N, H*K)
+        return h + self.node_mlp(torch.cat([h, h_aggregated, h_spatial], dim=-1))
+
+
+class SAKE(nn.Module):
+    """SAKE energy model: per-atom energies (before the dataset's scale and shifts) from a graph.
+
+    Args:
+        hidden_features: feature size H (paper, MD17: 64).
+        num_layers: SAKE layers (paper: 6).
+        num_heads: attention heads (paper: 4).
+        num_rbf: exponential-normal radial basis functions (paper: 50).
+        rbf_cutoff: upper radius of the radial basis, Å (paper: 5).
+        cutoff: None for all-pairs graphs (the paper on MD17), or a radius in Å with a smooth envelope.
+        semantic_attention, spatial_attention: ablation switches.
+
+    Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E) -> (N,).
+    """
+
+    def __init__(
+        self,
+        hidden_features: int = 64,
+        num_layers: int = 6,
+        num_heads: int = 4,
+        num_rbf: int = 50,
+        rbf_cutoff: float = 5.0,
+        cutoff: Optional[float] = None,
+        semantic_attention: bool = True,
+        spatial_attention: bool = True,
+    ):
+        super().__init__()
+        self.cutoff = cutoff
+        self.embedding = nn.Embedding(NUM_ELEMENTS, hidden_features)
+        self.rbf = ExpNormalSmearing(num_rbf, 0.0, rbf_cutoff)
+        self.envelope = CosineCutoff(cutoff) if cutoff is not None else None
+        self.layers = nn.ModuleList(
+            [
+                SAKELayer(
+                    hidden_features,
+                    num_heads,
+                    num_rbf,
+                    lengthscale_max=rbf_cutoff,
+                    semantic_attention=semantic_attention,
+                    spatial_attention=spatial_attention,
+                    null_neighbour=cutoff is not None,
+                )
+                for _ in range(num_layers)
+            ]
+        )
+        self.readout = MLP([hidden_features, hidden_features, 1])
+
+    def forward(self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor) -> Tensor:
+        source, target = edge_index[0], edge_index[1]
+        vectors = positions.index_select(0, source) - positions.index_select(0, target)
+        distances = torch.linalg.vector_norm(vectors, dim=-1)
+        unit_vectors = vectors / distances.unsqueeze(-1)
+        rbf = self.rbf(distances)
+        envelope: Optional[Tensor] = None
+        if self.envelope is not None:
+            envelope = self.envelope(distances)
+
+        h = self.embedding(atomic_numbers)
+        for layer in self.layers:
+            h = layer(h, edge_index, distances, unit_vectors, rbf, envelope)
+        return self.readout(h).squeeze(-1)

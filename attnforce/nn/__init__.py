@@ -1,0 +1,16 @@
+"""Building blocks shared by the architectures: radial bases, cutoffs, graphs and scatters."""
+
+from attnforce.nn.cutoff import CosineCutoff
+from attnforce.nn.graph import all_pairs_edges, radius_edges, scatter_sum, segment_softmax
+from attnforce.nn.mlp import MLP
+from attnforce.nn.radial import ExpNormalSmearing
+
+__all__ = [
+    "CosineCutoff",
+    "ExpNormalSmearing",
+    "MLP",
+    "all_pairs_edges",
+    "radius_edges",
+    "scatter_sum",
+    "segment_softmax",
+]

@@ -1,0 +1,62 @@
+"""Frames of labelled structures in the package's units, and batching them for the models."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnforce import keys
+
+
+@dataclass
+class Frames:
+    """F structures of one molecule (MD17-style data).
+
+    Attributes:
+        atomic_numbers: (N,) int.
+        positions: (F, N, 3) Å.
+        energies: (F,) eV.
+        forces: (F, N, 3) eV/Å.
+        source: where the frames came from (a path), for messages and metadata.
+    """
+
+    atomic_numbers: np.ndarray
+    positions: np.ndarray
+    energies: np.ndarray
+    forces: np.ndarray
+    source: str = ""
+
+    def __post_init__(self):
+        num_frames, num_atoms = self.positions.shape[:2]
+        expected = {
+            "atomic_numbers": (num_atoms,),
+            "positions": (num_frames, num_atoms, 3),
+            "energies": (num_frames,),
+            "forces": (num_frames, num_atoms, 3),
+        }
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{self.source or 'frames'}: {name} has shape {getattr(self, name).shape}, expected {shape}")
+        for name in ("positions", "energies", "forces"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"{self.source or 'frames'}: {name} contain NaN or infinite values")
+
+    def __len__(self) -> int:
+        return len(self.energies)
+
+    def subset(self, indices: np.ndarray) -> "Frames":
+        return Frames(self.atomic_numbers, self.positions[indices], self.energies[indices], self.forces[indices], self.source)
+
+
+def collate(frames: Frames, indices: np.ndarray, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """A batch of the frames at ``indices``, flattened over atoms, keyed by :mod:`attnforce.keys`."""
+    num_structures = len(indices)
+    num_atoms = len(frames.atomic_numbers)
+    return {
+        keys.POSITIONS: torch.as_tensor(frames.positions[indices].reshape(-1, 3), dtype=dtype),
+        keys.ATOMIC_NUMBERS: torch.as_tensor(np.tile(frames.atomic_numbers, num_structures), dtype=torch.long),
+        keys.BATCH: torch.arange(num_structures).repeat_interleave(num_atoms),
+        keys.ENERGY: torch.as_tensor(frames.energies[indices], dtype=dtype),
+        keys.FORCES: torch.as_tensor(frames.forces[indices].reshape(-1, 3), dtype=dtype),
+        keys.NUM_ATOMS: torch.full((num_structures,), num_atoms, dtype=torch.long),
+    }

@@ -1,0 +1,143 @@
+"""Readers for MD17-style reference data, converting the file's units to Å and eV.
+
+Files do not say their energy unit, so the caller does (``energy_unit``, forces in that unit per Å):
+rMD17 aspirin extxyz of this project's data uses meV, rMD17 ethanol eV, MD17 ethanol kcal/mol; the public
+MD17 and rMD17 ``.npz`` files use kcal/mol.
+"""
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from attnforce.units import EV_PER_ENERGY_UNIT
+from systems.elements import atomic_number
+from systems.frames import Frames
+
+#: The two public ``.npz`` layouts: (positions, atomic numbers, energies, forces) keys.
+NPZ_LAYOUTS = {
+    "md17": ("R", "z", "E", "F"),
+    "rmd17": ("coords", "nuclear_charges", "energies", "forces"),
+}
+
+
+def _ev_per(energy_unit: str) -> float:
+    if energy_unit not in EV_PER_ENERGY_UNIT:
+        raise ValueError(f"unknown energy unit {energy_unit!r}; choose from {sorted(EV_PER_ENERGY_UNIT)}")
+    return EV_PER_ENERGY_UNIT[energy_unit]
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such data file: {path}")
+    return path
+
+
+def _parse_comment(line: str) -> dict[str, str]:
+    """``key=value`` pairs of an extended-XYZ comment line (values may be quoted)."""
+    fields = {}
+    for token in shlex.split(line):
+        if "=" in token:
+            key, value = token.split("=", 1)
+            fields[key.lower()] = value
+    return fields
+
+
+def _columns(properties: str) -> dict[str, slice]:
+    """Column slices of each property in ``Properties=name:type:count:...``."""
+    parts = properties.split(":")
+    if len(parts) % 3:
+        raise ValueError(f"malformed Properties={properties!r}")
+    columns, start = {}, 0
+    for name, _, count in zip(parts[0::3], parts[1::3], parts[2::3]):
+        columns[name.lower()] = slice(start, start + int(count))
+        start += int(count)
+    return columns
+
+
+def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
+    """Frames of one molecule from an extended-XYZ file with ``energy=`` and per-atom forces.
+
+    Args:
+        path: the file.
+        energy_unit: unit of ``energy=`` (forces are read in that unit per Å); one of
+            :data:`attnforce.units.EV_PER_ENERGY_UNIT`.
+    """
+    path = _existing(path)
+    ev = _ev_per(energy_unit)
+    lines = path.read_text().splitlines()
+    numbers, positions, energies, forces = None, [], [], []
+    cursor = 0
+    while cursor < len(lines):
+        if not lines[cursor].strip():
+            cursor += 1
+            continue
+        where = f"{path}, line {cursor + 1}"
+        try:
+            num_atoms = int(lines[cursor])
+        except ValueError:
+            raise ValueError(f"{where}: expected an atom count, found {lines[cursor][:60]!r}") from None
+        if cursor + 2 + num_atoms > len(lines):
+            raise ValueError(f"{where}: file ends inside a frame of {num_atoms} atoms (truncated?)")
+        comment = _parse_comment(lines[cursor + 1])
+        if "energy" not in comment:
+            raise ValueError(f"{where}: comment line has no energy= field")
+        columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
+        force_key = "forces" if "forces" in columns else "force"
+        if "pos" not in columns or force_key not in columns:
+            raise ValueError(f"{where}: Properties must include pos and forces")
+        rows = [line.split() for line in lines[cursor + 2 : cursor + 2 + num_atoms]]
+        try:
+            frame_numbers = [atomic_number(row[columns["species"].start]) for row in rows]
+            table = np.array([[float(v) for v in row[1:]] for row in rows])
+        except (IndexError, ValueError) as error:
+            raise ValueError(f"{where}: bad atom line ({error})") from None
+        if numbers is None:
+            numbers = frame_numbers
+        elif frame_numbers != numbers:
+            raise ValueError(f"{where}: atoms differ from the first frame's; one molecule per file")
+        positions.append(table[:, columns["pos"].start - 1 : columns["pos"].stop - 1])
+        forces.append(table[:, columns[force_key].start - 1 : columns[force_key].stop - 1])
+        energies.append(float(comment["energy"]))
+        cursor += 2 + num_atoms
+    if numbers is None:
+        raise ValueError(f"{path}: no frames")
+    return Frames(
+        atomic_numbers=np.array(numbers, dtype=np.int64),
+        positions=np.array(positions),
+        energies=np.array(energies) * ev,
+        forces=np.array(forces) * ev,
+        source=str(path),
+    )
+
+
+def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
+    """Frames from a public MD17 (``R, z, E, F``) or rMD17 (``coords, nuclear_charges, energies, forces``) file."""
+    path = _existing(path)
+    ev = _ev_per(energy_unit)
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    for layout, names in NPZ_LAYOUTS.items():
+        if all(name in data.files for name in names):
+            r, z, e, f = (np.asarray(data[name]) for name in names)
+            return Frames(
+                atomic_numbers=z.astype(np.int64),
+                positions=r.astype(np.float64),
+                energies=e.reshape(-1).astype(np.float64) * ev,
+                forces=f.astype(np.float64) * ev,
+                source=str(path),
+            )
+    raise ValueError(f"{path}: keys {data.files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}")
+
+
+def read_dataset(path: str | Path, energy_unit: str) -> Frames:
+    """Read ``.xyz``/``.extxyz`` or ``.npz`` by suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".xyz", ".extxyz"):
+        return read_extxyz(path, energy_unit)
+    if suffix == ".npz":
+        return read_npz(path, energy_unit)
+    raise ValueError(f"{path}: unknown data format {suffix!r} (expected .xyz, .extxyz or .npz)")

@@ -1,0 +1,1 @@
+"""Training energy+force models: configs, losses, statistics, the trainer and evaluation."""

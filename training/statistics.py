@@ -1,0 +1,26 @@
+"""Data-derived constants of a model, fitted on its training set."""
+
+import numpy as np
+import torch
+
+from systems.frames import Frames
+
+
+def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
+    """Per-element energy shifts (eV) by least squares on composition, and the energy scale (eV).
+
+    For frames of one molecule the composition matrix has rank one: least squares then gives the
+    minimum-norm shifts whose sum over the molecule is the mean energy. The scale is the standard deviation
+    of the training energies (SAKE's normalisation).
+
+    Returns:
+        (energy_scale, shifts) with shifts a (119,) float64 tensor.
+    """
+    elements = np.unique(frames.atomic_numbers)
+    counts = np.array([[np.sum(frames.atomic_numbers == z) for z in elements]], dtype=np.float64)
+    composition = np.repeat(counts, len(frames), axis=0)
+    solution, *_ = np.linalg.lstsq(composition, frames.energies, rcond=None)
+    shifts = torch.zeros(119, dtype=torch.float64)
+    shifts[torch.as_tensor(elements)] = torch.as_tensor(solution)
+    scale = float(np.std(frames.energies - composition @ solution))
+    return scale, shifts

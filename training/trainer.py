@@ -1,0 +1,221 @@
+"""Energy + force training of a :class:`~attnforce.models.Potential` on MD17-style frames.
+
+A run directory holds ``config.yaml`` (resolved), ``best.pt`` (best validation loss, a saved model),
+``metrics.csv`` (one row per epoch) and ``learning_curve.png``. The test set is evaluated once, on the best model,
+and its errors are stored in the saved model's metadata.
+"""
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attnforce import keys
+from attnforce.checkpoint import load_model, save_model
+from attnforce.models import Potential, build_model
+from systems import collate, random_split, read_dataset
+from training.config import ExperimentConfig, dump_config
+from training.evaluation import error_metrics
+from training.losses import energy_force_loss
+from training.statistics import fit_energy_statistics
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+METRIC_COLUMNS = [
+    "epoch",
+    "wall_s",
+    "learning_rate",
+    "train_loss",
+    "val_loss",
+    "val_energy_mae_mev",
+    "val_force_mae_mev_per_a",
+]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the best model's path, its test errors and the number of epochs run."""
+
+    best_model: Path
+    test_metrics: dict[str, float]
+    epochs: int
+    wall_seconds: float
+
+
+def learning_rate_factor(epoch: float, warmup_epochs: int, epochs: int, min_factor: float) -> float:
+    """Linear warm-up over ``warmup_epochs``, then a cosine from 1 to ``min_factor`` at ``epochs``."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    progress = min(1.0, (epoch - warmup_epochs) / max(1, epochs - warmup_epochs))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batch_loss(potential: Potential, frames, indices: np.ndarray, dtype, config, create_graph: bool) -> torch.Tensor:
+    batch = collate(frames, indices, dtype)
+    energy, forces = potential(
+        batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices), create_graph=create_graph
+    )
+    target_energy = torch.as_tensor(frames.energies[indices], dtype=torch.float64)
+    return energy_force_loss(
+        energy,
+        forces,
+        target_energy,
+        batch[keys.FORCES],
+        batch[keys.NUM_ATOMS],
+        config.training.energy_weight,
+        config.training.force_weight,
+    )
+
+
+def _validation_loss(potential: Potential, frames, dtype, config) -> float:
+    total = 0.0
+    size = config.training.batch_size * 4
+    for start in range(0, len(frames), size):
+        indices = np.arange(start, min(start + size, len(frames)))
+        total += float(_batch_loss(potential, frames, indices, dtype, config, create_graph=False)) * len(indices)
+    return total / len(frames)
+
+
+def plot_learning_curve(metrics_csv: Path, output_png: Path) -> None:
+    """Training and validation loss, and validation force MAE, against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    epoch = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.semilogy(epoch, [float(r["train_loss"]) for r in rows], label="train")
+    ax_loss.semilogy(epoch, [float(r["val_loss"]) for r in rows], label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss (eV², eV²/Å²)")
+    ax_loss.legend()
+    ax_mae.semilogy(epoch, [float(r["val_force_mae_mev_per_a"]) for r in rows], color="C2")
+    ax_mae.set_xlabel("epoch")
+    ax_mae.set_ylabel("validation force MAE (meV/Å)")
+    fig.tight_layout()
+    fig.savefig(output_png, dpi=120)
+    plt.close(fig)
+
+
+def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
+    """Run one experiment end to end; see the module docstring for what is written."""
+    settings = config.training
+    if settings.dtype not in DTYPES:
+        raise ValueError(f"training.dtype must be one of {sorted(DTYPES)}, got {settings.dtype!r}")
+    dtype = DTYPES[settings.dtype]
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    dump_config(config, output / "config.yaml")
+
+    frames = read_dataset(config.data.path, config.data.energy_unit)
+    train_idx, val_idx, test_idx = random_split(len(frames), config.data.split, config.data.seed)
+    train_frames, val_frames, test_frames = (frames.subset(i) for i in (train_idx, val_idx, test_idx))
+    logger.info("data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx)))
+
+    scale, shifts = fit_energy_statistics(train_frames)
+    model = build_model(config.model.architecture, config.model.hyperparameters)
+    potential = Potential(model, scale, shifts).to(dtype)
+    logger.info("%s: %d parameters", config.model.architecture, sum(p.numel() for p in potential.parameters()))
+
+    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.learning_rate)
+    min_factor = settings.min_learning_rate / settings.learning_rate
+    best_path, metrics_path = output / "best.pt", output / "metrics.csv"
+    metadata = {
+        "training_data": str(config.data.path),
+        "energy_unit_of_data": config.data.energy_unit,
+        "split": {"sizes": list(config.data.split), "seed": config.data.seed},
+        "training": asdict(settings),
+    }
+
+    best_val = math.inf
+    start = time.perf_counter()
+    epochs_run = 0
+    with open(metrics_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
+        for epoch in bar:
+            lr = settings.learning_rate * learning_rate_factor(epoch, settings.warmup_epochs, settings.epochs, min_factor)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            potential.train()
+            order = rng.permutation(len(train_frames))
+            losses = []
+            for first in range(0, len(order), settings.batch_size):
+                loss = _batch_loss(
+                    potential, train_frames, order[first : first + settings.batch_size], dtype, config, create_graph=True
+                )
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; best model kept at {best_path}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+
+            potential.eval()
+            val_loss = _validation_loss(potential, val_frames, dtype, config)
+            val = error_metrics(potential, val_frames)
+            row = {
+                "epoch": epoch,
+                "wall_s": round(time.perf_counter() - start, 2),
+                "learning_rate": lr,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_loss,
+                "val_energy_mae_mev": val["energy_mae_mev"],
+                "val_force_mae_mev_per_a": val["force_mae_mev_per_a"],
+            }
+            writer.writerow(row)
+            handle.flush()
+            if val_loss < best_val:
+                best_val = val_loss
+                save_model(
+                    best_path,
+                    potential,
+                    config.model.architecture,
+                    config.model.hyperparameters,
+                    frames.atomic_numbers.tolist(),
+                    {**metadata, "epoch": epoch, "validation_metrics": val},
+                )
+            bar.set_postfix(val_E=f"{val['energy_mae_mev']:.1f}meV", val_F=f"{val['force_mae_mev_per_a']:.1f}meV/A")
+            logger.debug(
+                "epoch %d: train loss %.4g, val loss %.4g, val E MAE %.2f meV, val F MAE %.2f meV/Å",
+                epoch,
+                row["train_loss"],
+                val_loss,
+                val["energy_mae_mev"],
+                val["force_mae_mev_per_a"],
+            )
+            epochs_run = epoch + 1
+            if settings.max_minutes is not None and time.perf_counter() - start > 60 * settings.max_minutes:
+                logger.info("stopping after %d epochs: the %.1f-minute budget is spent", epochs_run, settings.max_minutes)
+                break
+
+    wall = time.perf_counter() - start
+    plot_learning_curve(metrics_path, output / "learning_curve.png")
+    best = load_model(best_path, dtype)
+    test = error_metrics(best.potential, test_frames)
+    logger.info("test: E MAE %.2f meV, F MAE %.2f meV/Å", test["energy_mae_mev"], test["force_mae_mev_per_a"])
+    save_model(
+        best_path,
+        best.potential,
+        best.architecture,
+        best.hyperparameters,
+        best.atomic_numbers,
+        {**best.metadata, "test_metrics": test, "test_frames": len(test_frames), "epochs_run": epochs_run, "wall_seconds": wall},
+    )
+    return TrainResult(best_path, test, epochs_run, wall)
