@@ -32,7 +32,8 @@ class TrainingConfig:
 
     The loss is ``energy_weight * MSE(E / n_atoms) + force_weight * MSE(F)`` in eV and eV/Å; the learning rate
     warms up linearly for ``warmup_epochs`` then follows a cosine to ``min_learning_rate`` at ``epochs``.
-    ``max_minutes`` stops early on a wall-clock budget.
+    ``max_minutes`` stops early on a wall-clock budget, and the cosine then runs over whichever of the epochs or
+    the budget is spent first.
     """
 
     epochs: int = 100

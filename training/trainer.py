@@ -49,12 +49,16 @@ class TrainResult:
     wall_seconds: float
 
 
-def learning_rate_factor(epoch: float, warmup_epochs: int, epochs: int, min_factor: float) -> float:
-    """Linear warm-up over ``warmup_epochs``, then a cosine from 1 to ``min_factor`` at ``epochs``."""
+def learning_rate_factor(epoch: int, warmup_epochs: int, epochs: int, min_factor: float, time_fraction: float = 0.0) -> float:
+    """Linear warm-up over ``warmup_epochs``, then a cosine from 1 to ``min_factor``.
+
+    The cosine's progress is the larger of the fraction of epochs done and ``time_fraction``, the fraction of a
+    wall-clock budget spent, so a run stopped by its budget still ends at the low learning rate.
+    """
     if epoch < warmup_epochs:
         return (epoch + 1) / (warmup_epochs + 1)
-    progress = min(1.0, (epoch - warmup_epochs) / max(1, epochs - warmup_epochs))
-    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    progress = max((epoch - warmup_epochs) / max(1, epochs - warmup_epochs), time_fraction)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _batch_loss(potential: Potential, frames, indices: np.ndarray, dtype, config, create_graph: bool) -> torch.Tensor:
@@ -79,7 +83,8 @@ def _validation_loss(potential: Potential, frames, dtype, config) -> float:
     size = config.training.batch_size * 4
     for start in range(0, len(frames), size):
         indices = np.arange(start, min(start + size, len(frames)))
-        total += float(_batch_loss(potential, frames, indices, dtype, config, create_graph=False)) * len(indices)
+        loss = _batch_loss(potential, frames, indices, dtype, config, create_graph=False)
+        total += loss.item() * len(indices)
     return total / len(frames)
 
 
@@ -150,7 +155,10 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
         writer.writeheader()
         bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
         for epoch in bar:
-            lr = settings.learning_rate * learning_rate_factor(epoch, settings.warmup_epochs, settings.epochs, min_factor)
+            spent = (time.perf_counter() - start) / (60 * settings.max_minutes) if settings.max_minutes else 0.0
+            lr = settings.learning_rate * learning_rate_factor(
+                epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             potential.train()

@@ -1,0 +1,125 @@
+"""Add a learned potential to an OpenMM System as an openmm-torch ``TorchForce``."""
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import openmm
+import openmmtorch  # noqa: F401  (registers TorchForce; torch is imported first, by attnforce.models)
+import torch
+from openmm import app
+
+from attnforce.checkpoint import SavedModel, load_model
+from attnforce.export import build_module, is_torchscript, read_metadata
+from systems.elements import symbol
+
+logger = logging.getLogger(__name__)
+
+
+_TORCH_PLUGIN = "OpenMMTorchReference"
+_reloaded: list[str] = []
+
+
+def ensure_torch_kernels() -> None:
+    """Make sure openmm-torch's kernels are registered with OpenMM.
+
+    OpenMM loads its plugins when first imported; if that happened before torch was imported (``import mdtraj``
+    does it), the openmm-torch kernel library failed for want of torch's libraries (libnvrtc). It is loaded again
+    here, torch being in memory now. RuntimeError if that fails too.
+    """
+    for failure in openmm.Platform.getPluginLoadFailures():
+        if _TORCH_PLUGIN not in failure or failure in _reloaded:
+            continue
+        path = failure.removeprefix("Error loading library ").split(": ", 1)[0]
+        try:
+            openmm.Platform.loadPluginLibrary(path)
+        except Exception as error:
+            raise RuntimeError(
+                f"openmm-torch's kernels failed to load, so no platform can run a TorchForce: {failure}; "
+                f"reloading them failed too ({error})"
+            ) from None
+        _reloaded.append(failure)
+        logger.debug("reloaded %s after torch was imported", path)
+
+
+def topology_atomic_numbers(topology: app.Topology, atoms: Sequence[int] | None = None) -> list[int]:
+    """Atomic numbers of ``atoms`` (default: all) of a topology; ValueError for atoms without an element."""
+    topology_atoms = list(topology.atoms())
+    indices = range(len(topology_atoms)) if atoms is None else atoms
+    numbers = []
+    for index in indices:
+        if not 0 <= index < len(topology_atoms):
+            raise ValueError(f"atom index {index} is outside the topology's {len(topology_atoms)} atoms")
+        atom = topology_atoms[index]
+        if atom.element is None:
+            raise ValueError(f"atom {index} ({atom.name}) has no element; the model needs one for every atom")
+        numbers.append(atom.element.atomic_number)
+    return numbers
+
+
+def load_force_model(model: str | Path | SavedModel) -> SavedModel | Path:
+    """A saved model (path, embedded name or object) as a :class:`SavedModel`, an exported file as its path."""
+    if isinstance(model, SavedModel):
+        return model
+    if Path(str(model)).is_file() and is_torchscript(model):
+        return Path(model)
+    return load_model(model)
+
+
+def create_force(
+    model: str | Path | SavedModel,
+    atomic_numbers: Sequence[int],
+    atom_indices: Sequence[int] | None = None,
+    outputs_forces: bool = False,
+) -> openmmtorch.TorchForce:
+    """A ``TorchForce`` for the given atoms.
+
+    ``model`` is a saved model (scripted here for these atoms) or a file from ``attnforce export``, whose
+    embedded atomic numbers and atom indices must match the request exactly.
+    """
+    ensure_torch_kernels()
+    loaded = load_force_model(model)
+    indices = list(range(len(atomic_numbers))) if atom_indices is None else list(atom_indices)
+    if isinstance(loaded, Path):
+        metadata = read_metadata(loaded)
+        if [int(z) for z in atomic_numbers] != metadata["atomic_numbers"]:
+            raise ValueError(
+                f"{loaded} was exported for atoms {_formula(metadata['atomic_numbers'])} in a different order or "
+                f"composition than the topology's {_formula(atomic_numbers)}; export it for this molecule"
+            )
+        if indices != metadata["atom_indices"]:
+            raise ValueError(f"{loaded} was exported for atom indices {metadata['atom_indices']}, not {indices}")
+        force = openmmtorch.TorchForce(str(loaded))
+        force.setOutputsForces(bool(metadata["outputs_forces"]))
+        return force
+    scripted, _ = build_module(loaded, atomic_numbers, indices, outputs_forces)
+    force = openmmtorch.TorchForce(scripted)
+    force.setOutputsForces(outputs_forces)
+    return force
+
+
+def add_force(
+    system: openmm.System,
+    topology: app.Topology,
+    model: str | Path | SavedModel,
+    atoms: Sequence[int] | None = None,
+    outputs_forces: bool = False,
+) -> int:
+    """Add the learned force for ``atoms`` (default: all) of ``topology`` to ``system``; returns its index.
+
+    The topology's elements are checked against the model before anything is added.
+    """
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise ValueError(f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms")
+    numbers = topology_atomic_numbers(topology, atoms)
+    force = create_force(model, numbers, atoms, outputs_forces)
+    index = system.addForce(force)
+    logger.info("added learned force for %d atoms (%s)", len(numbers), _formula(numbers))
+    return index
+
+
+def _formula(atomic_numbers: Sequence[int]) -> str:
+    counts: dict[str, int] = {}
+    for z in atomic_numbers:
+        counts[symbol(z)] = counts.get(symbol(z), 0) + 1
+    return "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(counts.items()))

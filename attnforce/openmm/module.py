@@ -1,0 +1,56 @@
+"""A potential in openmm-torch's convention: positions (n_particles, 3) nm in, energy kJ/mol out."""
+
+import torch
+from torch import Tensor, nn
+
+from attnforce.models import Potential
+from attnforce.units import angstrom_per_nm, kj_per_mol_per_ev
+
+
+class OpenMMModule(nn.Module):
+    """Wrap a :class:`Potential` for ``openmmtorch.TorchForce``: ``forward(positions) -> energy``.
+
+    The module sees every particle of the System and evaluates the model on ``atom_indices`` only, with the
+    atomic numbers fixed at construction. Units are converted here and nowhere else: nm -> Å on the way in,
+    eV -> kJ/mol on the way out, with factors from :mod:`attnforce.units`.
+
+    Args:
+        potential: the model, in Å and eV.
+        atomic_numbers: (n,) atomic numbers of the modelled atoms.
+        atom_indices: (n,) their indices among the System's particles.
+
+    Shapes: ``positions`` (n_particles, 3) nm, any float dtype -> energy () kJ/mol, float64.
+    """
+
+    def __init__(self, potential: Potential, atomic_numbers: Tensor, atom_indices: Tensor):
+        super().__init__()
+        self.potential = potential
+        self.register_buffer("atomic_numbers", atomic_numbers.to(torch.long))
+        self.register_buffer("atom_indices", atom_indices.to(torch.long))
+        self.register_buffer("batch", torch.zeros(len(atomic_numbers), dtype=torch.long))
+        self.angstrom_per_nm = angstrom_per_nm
+        self.kj_per_mol_per_ev = kj_per_mol_per_ev
+        self.dtype = potential.energy_scale.dtype
+
+    def forward(self, positions: Tensor) -> Tensor:
+        model_positions = positions.index_select(0, self.atom_indices).to(self.dtype) * self.angstrom_per_nm
+        energy = self.potential.energy(model_positions, self.atomic_numbers, self.batch, 1)
+        return energy[0] * self.kj_per_mol_per_ev
+
+
+class OpenMMForcesModule(nn.Module):
+    """``forward(positions) -> (energy kJ/mol, forces kJ/mol/nm)`` for ``TorchForce.setOutputsForces(True)``.
+
+    Forces come from autograd inside the module, in the dtype of the positions OpenMM passes.
+    """
+
+    def __init__(self, energy_module: OpenMMModule):
+        super().__init__()
+        self.energy_module = energy_module
+
+    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        positions = positions.detach().requires_grad_(True)
+        energy = self.energy_module(positions)
+        gradient = torch.autograd.grad([energy], [positions])[0]
+        assert gradient is not None
+        return energy.detach(), -gradient

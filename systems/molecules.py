@@ -1,0 +1,95 @@
+"""Molecular structures for simulation: an OpenMM topology and positions, from XYZ or PDB files."""
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from openmm import app
+
+from systems.elements import atomic_number
+
+#: Structures that ship with the package, by the name accepted wherever a structure file is.
+EMBEDDED_STRUCTURES = {"default": "aspirin.xyz", "aspirin": "aspirin.xyz"}
+
+
+@dataclass
+class Molecule:
+    """A structure ready for OpenMM.
+
+    Attributes:
+        topology: atoms with elements (one residue ``MOL`` for XYZ input).
+        positions: (N, 3) Å.
+        name: a short label (file stem).
+    """
+
+    topology: app.Topology
+    positions: np.ndarray
+    name: str
+
+    @property
+    def atomic_numbers(self) -> list[int]:
+        return [atom.element.atomic_number for atom in self.topology.atoms()]
+
+
+def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app.Topology:
+    topology = app.Topology()
+    residue = topology.addResidue(residue_name, topology.addChain())
+    counts: dict[str, int] = {}
+    for z in numbers:
+        element = app.Element.getByAtomicNumber(z)
+        counts[element.symbol] = counts.get(element.symbol, 0) + 1
+        topology.addAtom(f"{element.symbol}{counts[element.symbol]}", element, residue)
+    return topology
+
+
+def read_xyz(path: str | Path) -> Molecule:
+    """The first frame of an XYZ or extended-XYZ file (symbol x y z [...], Å)."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    try:
+        num_atoms = int(lines[0])
+    except (IndexError, ValueError):
+        raise ValueError(f"{path}, line 1: expected an atom count") from None
+    rows = [line.split() for line in lines[2 : 2 + num_atoms]]
+    if len(rows) != num_atoms:
+        raise ValueError(f"{path}: {num_atoms} atoms announced, {len(rows)} atom lines found")
+    numbers, positions = [], []
+    for line_number, row in enumerate(rows, start=3):
+        try:
+            numbers.append(atomic_number(row[0]))
+            positions.append([float(v) for v in row[1:4]])
+        except (IndexError, ValueError) as error:
+            raise ValueError(f"{path}, line {line_number}: {error}") from None
+    return Molecule(_topology_from_numbers(numbers), np.array(positions), path.stem)
+
+
+def read_pdb(path: str | Path) -> Molecule:
+    """A PDB file through OpenMM's reader (positions converted to Å)."""
+    from openmm import unit
+
+    pdb = app.PDBFile(str(path))
+    for atom in pdb.topology.atoms():
+        if atom.element is None:
+            raise ValueError(f"{path}: atom {atom.index} ({atom.name}) has no element")
+    positions = pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    return Molecule(pdb.topology, np.asarray(positions), Path(path).stem)
+
+
+def load_molecule(structure: str | Path) -> Molecule:
+    """A molecule from an ``.xyz``/``.extxyz``/``.pdb`` file or an embedded name (``default``, ``aspirin``)."""
+    if str(structure) in EMBEDDED_STRUCTURES:
+        structure = Path(str(resources.files("attnforce") / "data" / EMBEDDED_STRUCTURES[str(structure)]))
+    path = Path(structure)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such structure file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".xyz", ".extxyz"):
+        molecule = read_xyz(path)
+    elif suffix == ".pdb":
+        molecule = read_pdb(path)
+    else:
+        raise ValueError(f"{path}: unknown structure format {suffix!r} (expected .xyz, .extxyz or .pdb)")
+    if not np.all(np.isfinite(molecule.positions)):
+        raise ValueError(f"{path}: positions contain NaN or infinite values")
+    return molecule
