@@ -165,7 +165,12 @@ def run_md(
                 chunk = min(report_interval, steps - simulation.currentStep)
                 with warnings.catch_warnings():  # the reporter casts OpenMM's float64 positions to DCD's float32
                     warnings.simplefilter("ignore", TypeCastPerformanceWarning)
-                    simulation.step(chunk)
+                    try:
+                        simulation.step(chunk)
+                    except openmm.OpenMMException as error:
+                        raise FloatingPointError(
+                            f"after step {simulation.currentStep}: the simulation blew up, energy not finite ({error})"
+                        ) from None
                 state = simulation.context.getState(getEnergy=True)
                 potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
                 kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)

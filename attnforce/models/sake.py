@@ -7,9 +7,9 @@ One layer (Algorithm 1 of the paper, without the velocity update, which belongs 
 2. attention over neighbours, per head: semantic ``CELU(W_a h_ij)`` plus spatial ``-d_ij / l_k`` logits, with
    per-head length scales l_k initialised evenly over (0, r_max]; a softmax of the sum equals the renormalised
    product of the two attentions used in the paper;
-3. spatial attention: per-head coefficients ``tanh(W_c (h_ij ⊗ a_ij))`` on the unit edge vectors, summed over
+3. spatial attention: per-head coefficients ``tanh(W_c (a_ij ⊗ h_ij))`` on the unit edge vectors, summed over
    neighbours, reduced to invariants by the squared norm and an MLP;
-4. residual node update ``h_i + MLP([h_i, sum_j h_ij ⊗ a_ij, spatial invariants])``. SiLU everywhere.
+4. residual node update ``h_i + MLP([h_i, sum_j a_ij ⊗ h_ij, spatial invariants])``. SiLU everywhere.
 
 In cutoff mode every attention weight is multiplied by a cosine envelope and the softmax gains a learnable
 "null neighbour" per head, so energies and forces are continuous as atoms cross the cutoff.
@@ -117,11 +117,12 @@ class SAKELayer(nn.Module):
             logits = logits - distances.unsqueeze(-1) * torch.exp(self.log_inverse_lengthscale)
         attention = segment_softmax(logits, target, num_nodes, envelope, self.null_logit)  # (E, K)
 
-        h_edge_att = (h_edge.unsqueeze(-1) * attention.unsqueeze(-2)).flatten(1)  # (E, H*K)
-        coefficients = torch.tanh(self.coefficients(h_edge_att))  # (E, H*K)
-        combinations = scatter_sum(coefficients.unsqueeze(-1) * unit_vectors.unsqueeze(-2), target, num_nodes)
-        h_spatial = self.post_norm_mlp(combinations.pow(2).sum(-1))  # (N, H)
-        h_aggregated = scatter_sum(h_edge_att, target, num_nodes)  # (N, H*K)
+        # Feature axes last (K*H, then 3 x K*H): broadcasts over a trailing axis of 3 or K do not vectorise.
+        h_edge_att = (attention.unsqueeze(-1) * h_edge.unsqueeze(-2)).flatten(1)  # (E, K*H)
+        coefficients = torch.tanh(self.coefficients(h_edge_att))  # (E, K*H)
+        combinations = scatter_sum(unit_vectors.unsqueeze(-1) * coefficients.unsqueeze(-2), target, num_nodes)
+        h_spatial = self.post_norm_mlp(combinations.pow(2).sum(1))  # (N, H)
+        h_aggregated = scatter_sum(h_edge_att, target, num_nodes)  # (N, K*H)
         return h + self.node_mlp(torch.cat([h, h_aggregated, h_spatial], dim=-1))
 
 

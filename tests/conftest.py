@@ -1,0 +1,74 @@
+"""Shared fixtures: model variants to run every physics check on, molecules, and the reference data."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnforce.checkpoint import SavedModel
+from attnforce.models import ARCHITECTURES, Potential, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+ASPIRIN_XYZ = DATA / "md17" / "rmd17_aspirin_1000.xyz"
+
+#: Small variants of every architecture (all-pairs and cutoff graphs), the parametrisation of the physics suite.
+MODEL_VARIANTS = {
+    "sake-allpairs": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=None)),
+    "sake-cutoff": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=4.0)),
+}
+assert {arch for arch, _ in MODEL_VARIANTS.values()} == set(ARCHITECTURES), "every architecture needs a variant"
+
+ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def make_potential(variant: str, dtype=torch.float64, seed: int = 0) -> Potential:
+    """A randomly initialised potential; shifts and scale non-trivial so that they are exercised too."""
+    torch.manual_seed(seed)
+    architecture, hyperparameters = MODEL_VARIANTS[variant]
+    shifts = torch.zeros(119, dtype=torch.float64)
+    shifts[[1, 6, 8]] = torch.tensor([-13.6, -1029.5, -2041.3], dtype=torch.float64)
+    return Potential(build_model(architecture, hyperparameters), 0.3, shifts).to(dtype).eval()
+
+
+def make_saved(variant: str, atomic_numbers: list[int], dtype=torch.float32) -> SavedModel:
+    architecture, hyperparameters = MODEL_VARIANTS[variant]
+    metadata = {
+        "units": {"length": "angstrom", "energy": "eV"},
+        "cutoff": hyperparameters["cutoff"],
+        "atomic_numbers": atomic_numbers,
+        "elements": sorted(set(atomic_numbers)),
+    }
+    return SavedModel(make_potential(variant, dtype), architecture, hyperparameters, metadata)
+
+
+def random_molecule(num_atoms: int, seed: int, spread: float = 1.2, min_distance: float = 0.9) -> np.ndarray:
+    """(N, 3) Å positions with every pair at least ``min_distance`` apart."""
+    rng = np.random.default_rng(seed)
+    positions = []
+    while len(positions) < num_atoms:
+        candidate = rng.normal(scale=spread, size=3)
+        if all(np.linalg.norm(candidate - p) >= min_distance for p in positions):
+            positions.append(candidate)
+    return np.array(positions)
+
+
+def energy_and_forces(potential: Potential, positions, atomic_numbers, dtype=torch.float64):
+    """Energy () eV and forces (N, 3) eV/Å of one structure."""
+    pos = torch.as_tensor(np.asarray(positions), dtype=dtype)
+    z = torch.as_tensor(atomic_numbers, dtype=torch.long)
+    energy, forces = potential(pos, z, torch.zeros(len(z), dtype=torch.long), 1)
+    return energy[0].detach(), forces.detach()
+
+
+@pytest.fixture(params=sorted(MODEL_VARIANTS))
+def variant(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def aspirin_xyz() -> Path:
+    if not ASPIRIN_XYZ.is_file():
+        pytest.skip(f"reference data not found at {ASPIRIN_XYZ}")
+    return ASPIRIN_XYZ

@@ -1,0 +1,57 @@
+"""The command line, as a user types it (in-process through ``main``)."""
+
+import subprocess
+import sys
+
+import mdtraj
+import pytest
+
+from attnforce.cli import main
+from attnforce.export import read_metadata
+
+
+def test_help_lists_every_command():
+    done = subprocess.run([sys.executable, "-m", "attnforce.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for command in ("train", "export", "md", "info"):
+        assert command in done.stdout
+
+
+def test_export_default_model(tmp_path, capsys):
+    assert main(["export", "default", "--output", str(tmp_path / "model.pt")]) == 0
+    metadata = read_metadata(tmp_path / "model.pt")
+    assert metadata["architecture"] == "sake" and len(metadata["atomic_numbers"]) == 21
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_md_with_default_model_and_structure(tmp_path, capsys):
+    dcd = tmp_path / "aspirin.dcd"
+    assert main(["md", "--model", "default", "--structure", "default", "--steps", "40", "--report-interval", "20",
+                 "--dcd", str(dcd), "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "test energy MAE" in out and "ns/day" in out
+    assert mdtraj.load(str(dcd), top=str(tmp_path / "aspirin.pdb")).n_frames == 2
+
+
+def test_md_with_exported_model_and_pdb(tmp_path, capsys):
+    assert main(["export", "default", "--output", str(tmp_path / "m.pt"), "--output-forces"]) == 0
+    assert main(["md", "--model", "default", "--steps", "2", "--report-interval", "1", "--dcd", str(tmp_path / "a.dcd"),
+                 "--no-plot"]) == 0
+    assert main(["md", "--model", str(tmp_path / "m.pt"), "--structure", str(tmp_path / "a.pdb"), "--steps", "4",
+                 "--report-interval", "2", "--dcd", str(tmp_path / "b.dcd"), "--no-plot"]) == 0
+    assert "steps/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["md", "--model", "missing.pt", "--dcd", "x.dcd"], "no such model file"),
+        (["md", "--structure", "missing.xyz", "--dcd", "x.dcd"], "no such structure file"),
+        (["export", "missing.pt", "--output", "x.pt"], "no such model file"),
+    ],
+)
+def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, monkeypatch, caplog, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in caplog.text
+    assert list(tmp_path.iterdir()) == []
