@@ -20,7 +20,15 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from attnforce.nn import MLP, CosineCutoff, ExpNormalSmearing, scatter_sum, segment_softmax
+from attnforce.nn import (
+    MLP,
+    CosineCutoff,
+    ExpNormalSmearing,
+    neighbour_outer_sum,
+    regular_degree,
+    segment_softmax,
+    sum_over_neighbours,
+)
 
 #: Embedding rows: atomic numbers 0..118.
 NUM_ELEMENTS = 119
@@ -85,6 +93,7 @@ class SAKELayer(nn.Module):
         unit_vectors: Tensor,
         rbf: Tensor,
         envelope: Optional[Tensor],
+        degree: int,
     ) -> Tensor:
         """Update node features.
 
@@ -95,6 +104,7 @@ class SAKELayer(nn.Module):
             unit_vectors: (E, 3) from target to source.
             rbf: (E, num_rbf) radial basis of the distances.
             envelope: (E,) cutoff envelope, or None in all-pairs mode.
+            degree: common in-degree of a regular graph, or 0 (see :func:`attnforce.nn.regular_degree`).
 
         Returns:
             (N, H) updated node features.
@@ -115,14 +125,14 @@ class SAKELayer(nn.Module):
             logits = logits + self.semantic_attention(h_edge)
         if self.use_spatial_attention:
             logits = logits - distances.unsqueeze(-1) * torch.exp(self.log_inverse_lengthscale)
-        attention = segment_softmax(logits, target, num_nodes, envelope, self.null_logit)  # (E, K)
+        attention = segment_softmax(logits, target, num_nodes, envelope, self.null_logit, degree)  # (E, K)
 
         # Feature axes last (K*H, then 3 x K*H): broadcasts over a trailing axis of 3 or K do not vectorise.
         h_edge_att = (attention.unsqueeze(-1) * h_edge.unsqueeze(-2)).flatten(1)  # (E, K*H)
         coefficients = torch.tanh(self.coefficients(h_edge_att))  # (E, K*H)
-        combinations = scatter_sum(unit_vectors.unsqueeze(-1) * coefficients.unsqueeze(-2), target, num_nodes)
+        combinations = neighbour_outer_sum(unit_vectors, coefficients, target, num_nodes, degree)  # (N, 3, K*H)
         h_spatial = self.post_norm_mlp(combinations.pow(2).sum(1))  # (N, H)
-        h_aggregated = scatter_sum(h_edge_att, target, num_nodes)  # (N, K*H)
+        h_aggregated = sum_over_neighbours(h_edge_att, target, num_nodes, degree)  # (N, K*H)
         return h + self.node_mlp(torch.cat([h, h_aggregated, h_spatial], dim=-1))
 
 
@@ -184,6 +194,7 @@ class SAKE(nn.Module):
             envelope = self.envelope(distances)
 
         h = self.embedding(atomic_numbers)
+        degree = regular_degree(edge_index, h.shape[0])
         for layer in self.layers:
-            h = layer(h, edge_index, distances, unit_vectors, rbf, envelope)
+            h = layer(h, edge_index, distances, unit_vectors, rbf, envelope, degree)
         return self.readout(h).squeeze(-1)

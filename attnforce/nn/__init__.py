@@ -1,7 +1,15 @@
 """Building blocks shared by the architectures: radial bases, cutoffs, graphs and scatters."""
 
 from attnforce.nn.cutoff import CosineCutoff
-from attnforce.nn.graph import all_pairs_edges, radius_edges, scatter_sum, segment_softmax
+from attnforce.nn.graph import (
+    all_pairs_edges,
+    neighbour_outer_sum,
+    radius_edges,
+    regular_degree,
+    scatter_sum,
+    segment_softmax,
+    sum_over_neighbours,
+)
 from attnforce.nn.mlp import MLP
 from attnforce.nn.radial import ExpNormalSmearing
 
@@ -10,7 +18,10 @@ __all__ = [
     "ExpNormalSmearing",
     "MLP",
     "all_pairs_edges",
+    "neighbour_outer_sum",
     "radius_edges",
+    "regular_degree",
     "scatter_sum",
     "segment_softmax",
+    "sum_over_neighbours",
 ]

@@ -46,10 +46,37 @@ def radius_edges(positions: Tensor, batch: Tensor, cutoff: float) -> Tensor:
     return target_source.flip(0)
 
 
+def regular_degree(edge_index: Tensor, num_nodes: int) -> int:
+    """The common in-degree d if the edges come in runs of d per target, in target order (all-pairs graphs of
+    equal-size structures); 0 otherwise. Regular graphs let sums over neighbours be reshapes."""
+    num_edges = edge_index.shape[1]
+    if num_nodes == 0 or num_edges == 0 or num_edges % num_nodes != 0:
+        return 0
+    degree = num_edges // num_nodes
+    expected = torch.arange(num_nodes, device=edge_index.device).repeat_interleave(degree)
+    return degree if bool(torch.equal(edge_index[1], expected)) else 0
+
+
+def sum_over_neighbours(src: Tensor, target: Tensor, num_nodes: int, degree: int) -> Tensor:
+    """Sum edge rows ``src`` (E, ...) into their targets: a reshape when the graph is regular (``degree`` > 0,
+    see :func:`regular_degree`), a scatter otherwise."""
+    if degree > 0:
+        return src.reshape((num_nodes, degree) + src.shape[1:]).sum(1)
+    return scatter_sum(src, target, num_nodes)
+
+
 def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Sum rows of ``src`` (E, ...) into ``dim_size`` rows by ``index`` (E,)."""
     out = torch.zeros((dim_size,) + src.shape[1:], dtype=src.dtype, device=src.device)
     return out.index_add(0, index, src)
+
+
+def neighbour_outer_sum(a: Tensor, b: Tensor, target: Tensor, num_nodes: int, degree: int) -> Tensor:
+    """``sum_j a_ij ⊗ b_ij`` per target: (E, P) and (E, Q) -> (N, P, Q); a batched matrix product when the graph
+    is regular (``degree`` > 0), a scatter of outer products otherwise."""
+    if degree > 0:
+        return torch.bmm(a.reshape(num_nodes, degree, -1).transpose(1, 2), b.reshape(num_nodes, degree, -1))
+    return scatter_sum(a.unsqueeze(-1) * b.unsqueeze(-2), target, num_nodes)
 
 
 def segment_softmax(
@@ -58,6 +85,7 @@ def segment_softmax(
     dim_size: int,
     weights: Optional[Tensor] = None,
     null_logit: Optional[Tensor] = None,
+    degree: int = 0,
 ) -> Tensor:
     """Softmax of ``logits`` (E, H) over the edges that share a target ``index`` (E,).
 
@@ -69,6 +97,7 @@ def segment_softmax(
         null_logit: (H,) optional logit of an implicit "null" neighbour that carries no message. Without it, a
             target's last neighbour gets weight 1 until the instant it leaves; with it, attention decays
             continuously to zero.
+        degree: see :func:`regular_degree`; > 0 groups by reshaping instead of scattering.
 
     Returns:
         (E, H) attention weights; a target with no edges simply has none.
@@ -78,12 +107,15 @@ def segment_softmax(
         shift = torch.full((dim_size, num_heads), -1.0e30, dtype=logits.dtype, device=logits.device)
     else:
         shift = null_logit.detach().unsqueeze(0).expand(dim_size, num_heads).contiguous()
-    index_h = index.unsqueeze(-1).expand_as(logits)
-    shift = shift.scatter_reduce(0, index_h, logits.detach(), reduce="amax", include_self=True)
+    if degree > 0:
+        shift = torch.maximum(shift, logits.detach().reshape(dim_size, degree, num_heads).amax(1))
+    else:
+        index_h = index.unsqueeze(-1).expand_as(logits)
+        shift = shift.scatter_reduce(0, index_h, logits.detach(), reduce="amax", include_self=True)
     exp = torch.exp(logits - shift.index_select(0, index))
     if weights is not None:
         exp = exp * weights.unsqueeze(-1)
-    denominator = scatter_sum(exp, index, dim_size)
+    denominator = sum_over_neighbours(exp, index, dim_size, degree)
     if null_logit is not None:
         denominator = denominator + torch.exp(null_logit.unsqueeze(0) - shift)
     # > 0 for every target that has an edge: its largest logit contributes w * exp(0) with w > 0 inside the cutoff.
