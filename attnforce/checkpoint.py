@@ -6,9 +6,7 @@ A saved model is a ``torch.save``d dict of plain types and tensors, read back wi
       "schema_version": 1,
       "architecture": "sake",
       "hyperparameters": {...},            # keyword arguments of the architecture
-      "energy_scale": float,               # eV per model output unit
-      "element_shifts": {"1": eV, ...},    # per-element energies, keyed by atomic number
-      "state_dict": {...},
+      "state_dict": {...},                 # includes energy_scale (eV) and element_shifts (119,) eV, float64
       "metadata": {
         "units": {"length": "angstrom", "energy": "eV"},
         "cutoff": float | None,            # Å; None = all pairs
@@ -89,7 +87,6 @@ def save_model(
     extra_metadata: dict | None = None,
 ) -> None:
     """Write a potential and its metadata (see the module docstring) atomically to ``path``."""
-    shifts = potential.element_shifts
     elements = sorted(set(int(z) for z in atomic_numbers))
     metadata = {
         "units": dict(UNITS),
@@ -105,8 +102,6 @@ def save_model(
             "schema_version": SCHEMA_VERSION,
             "architecture": architecture,
             "hyperparameters": dict(hyperparameters),
-            "energy_scale": float(potential.energy_scale),
-            "element_shifts": {str(z): float(shifts[z]) for z in elements},
             "state_dict": {k: v.detach().cpu() for k, v in potential.state_dict().items()},
             "metadata": metadata,
         },
@@ -134,17 +129,19 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
     if not isinstance(stored, dict) or "schema_version" not in stored:
         raise ValueError(f"{path}: not an attnforce model (no schema_version)")
     version = stored["schema_version"]
-    if version > SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema version {version} is newer than this attnforce reads ({SCHEMA_VERSION})")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or (version < SCHEMA_VERSION and version not in MIGRATIONS):
+        raise ValueError(f"{path}: schema version {version} is not one this attnforce reads (it reads {SCHEMA_VERSION})")
     while version < SCHEMA_VERSION:
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
-
-    shifts = torch.zeros(119)
-    for z, value in stored["element_shifts"].items():
-        shifts[int(z)] = value
-    model = build_model(stored["architecture"], stored["hyperparameters"])
-    potential = Potential(model, stored["energy_scale"], shifts)
-    potential.load_state_dict(stored["state_dict"])
-    potential = potential.to(dtype).eval()
-    return SavedModel(potential, stored["architecture"], stored["hyperparameters"], stored["metadata"], str(path))
+    try:
+        model = build_model(stored["architecture"], stored["hyperparameters"])
+        potential = Potential(model, 1.0, torch.zeros(119))  # scale and shifts come with the state_dict
+        potential.load_state_dict(stored["state_dict"])
+        metadata = stored["metadata"]
+        missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
+        if missing:
+            raise KeyError(f"metadata lacks {missing}")
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path}: malformed attnforce model ({type(error).__name__}: {error})") from None
+    return SavedModel(potential.to(dtype).eval(), stored["architecture"], stored["hyperparameters"], metadata, str(path))

@@ -81,7 +81,7 @@ def _md(args: argparse.Namespace) -> None:
         minimize=not args.no_minimize,
         platform=args.platform,
         seed=args.seed,
-        outputs_forces=args.output_forces,
+        outputs_forces=True if args.output_forces else None,
     )
     print(f"model: {args.model}; {_describe_metrics(metadata)}")
     print(f"trajectory: {result.dcd} ({result.frames} frames, topology {result.topology_pdb}); "
@@ -96,10 +96,11 @@ def _info(args: argparse.Namespace) -> None:
 
     if args.model is None:
         print("architectures: " + ", ".join(sorted(ARCHITECTURES)))
-        for name, file in EMBEDDED_MODELS.items():
-            saved = load_model(name)
+        for file in dict.fromkeys(EMBEDDED_MODELS.values()):
+            names = ", ".join(repr(n) for n, f in EMBEDDED_MODELS.items() if f == file)
+            saved = load_model(names.split(", ")[0].strip("'"))
             count = sum(p.numel() for p in saved.potential.parameters())
-            print(f"embedded model {name!r} ({file}): {saved.architecture}, {count} parameters; {_describe_metrics(saved.metadata)}")
+            print(f"embedded model {names} ({file}): {saved.architecture}, {count} parameters; {_describe_metrics(saved.metadata)}")
         return
     saved = load_model(args.model)
     count = sum(p.numel() for p in saved.potential.parameters())

@@ -46,7 +46,7 @@ class MDResult:
     steps_per_second: float
 
 
-def build_system(molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool = False) -> openmm.System:
+def build_system(molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None) -> openmm.System:
     """A System of the molecule's particles with the learned force on all of them."""
     system = openmm.System()
     for atom in molecule.topology.atoms():
@@ -96,7 +96,7 @@ def run_md(
     minimize: bool = True,
     platform: str = "auto",
     seed: int | None = None,
-    outputs_forces: bool = False,
+    outputs_forces: bool | None = None,
     progress: bool = True,
 ) -> MDResult:
     """Simulate a molecule with a learned force and write its trajectory.
@@ -114,10 +114,13 @@ def run_md(
         ensemble: ``"nvt"`` (LangevinMiddleIntegrator) or ``"nve"`` (VerletIntegrator).
         minimize: minimise the energy before dynamics.
         platform: OpenMM platform name or ``"auto"`` (CUDA, OpenCL, CPU).
-        seed: seeds the velocities and the Langevin noise (None: random).
+        seed: positive integer seeding the velocities and the Langevin noise (None: random).
+        outputs_forces: see :func:`attnforce.openmm.force.create_force`.
     """
     if steps <= 0 or report_interval <= 0:
         raise ValueError(f"steps ({steps}) and report_interval ({report_interval}) must be positive")
+    if seed is not None and seed <= 0:
+        raise ValueError(f"seed must be a positive integer (OpenMM takes 0 to mean 'random'), got {seed}")
     if ensemble not in ("nvt", "nve"):
         raise ValueError(f"ensemble must be 'nvt' or 'nve', got {ensemble!r}")
     molecule = structure if isinstance(structure, Molecule) else load_molecule(structure)
@@ -168,8 +171,10 @@ def run_md(
                     try:
                         simulation.step(chunk)
                     except openmm.OpenMMException as error:
+                        if "nan" not in str(error).lower():
+                            raise
                         raise FloatingPointError(
-                            f"after step {simulation.currentStep}: the simulation blew up, energy not finite ({error})"
+                            f"after step {simulation.currentStep}: the simulation blew up, coordinates not finite ({error})"
                         ) from None
                 state = simulation.context.getState(getEnergy=True)
                 potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)

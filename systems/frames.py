@@ -56,7 +56,7 @@ def collate(frames: Frames, indices: np.ndarray, dtype: torch.dtype = torch.floa
         keys.POSITIONS: torch.as_tensor(frames.positions[indices].reshape(-1, 3), dtype=dtype),
         keys.ATOMIC_NUMBERS: torch.as_tensor(np.tile(frames.atomic_numbers, num_structures), dtype=torch.long),
         keys.BATCH: torch.arange(num_structures).repeat_interleave(num_atoms),
-        keys.ENERGY: torch.as_tensor(frames.energies[indices], dtype=dtype),
+        keys.ENERGY: torch.as_tensor(frames.energies[indices], dtype=torch.float64),  # see models/potential.py
         keys.FORCES: torch.as_tensor(frames.forces[indices].reshape(-1, 3), dtype=dtype),
         keys.NUM_ATOMS: torch.full((num_structures,), num_atoms, dtype=torch.long),
     }

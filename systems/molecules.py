@@ -56,10 +56,12 @@ def read_xyz(path: str | Path) -> Molecule:
         raise ValueError(f"{path}: {num_atoms} atoms announced, {len(rows)} atom lines found")
     numbers, positions = [], []
     for line_number, row in enumerate(rows, start=3):
+        if len(row) < 4:
+            raise ValueError(f"{path}, line {line_number}: expected an element symbol and x y z, found {' '.join(row)!r}")
         try:
             numbers.append(atomic_number(row[0]))
             positions.append([float(v) for v in row[1:4]])
-        except (IndexError, ValueError) as error:
+        except ValueError as error:
             raise ValueError(f"{path}, line {line_number}: {error}") from None
     return Molecule(_topology_from_numbers(numbers), np.array(positions), path.stem)
 

@@ -85,11 +85,15 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             raise ValueError(f"{where}: comment line has no energy= field")
         columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
         force_key = "forces" if "forces" in columns else "force"
-        if "pos" not in columns or force_key not in columns:
-            raise ValueError(f"{where}: Properties must include pos and forces")
+        if columns.get("species") != slice(0, 1) or "pos" not in columns or force_key not in columns:
+            raise ValueError(f"{where}: Properties must start with species and include pos and forces")
+        try:
+            energy = float(comment["energy"])
+        except ValueError:
+            raise ValueError(f"{where}: energy={comment['energy']!r} is not a number") from None
         rows = [line.split() for line in lines[cursor + 2 : cursor + 2 + num_atoms]]
         try:
-            frame_numbers = [atomic_number(row[columns["species"].start]) for row in rows]
+            frame_numbers = [atomic_number(row[0]) for row in rows]
             table = np.array([[float(v) for v in row[1:]] for row in rows])
         except (IndexError, ValueError) as error:
             raise ValueError(f"{where}: bad atom line ({error})") from None
@@ -99,7 +103,7 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             raise ValueError(f"{where}: atoms differ from the first frame's; one molecule per file")
         positions.append(table[:, columns["pos"].start - 1 : columns["pos"].stop - 1])
         forces.append(table[:, columns[force_key].start - 1 : columns[force_key].stop - 1])
-        energies.append(float(comment["energy"]))
+        energies.append(energy)
         cursor += 2 + num_atoms
     if numbers is None:
         raise ValueError(f"{path}: no frames")

@@ -56,6 +56,22 @@ def test_langevin_run_writes_a_dcd_mdtraj_reads(tmp_path, ethanol_model, ethanol
     assert sorted(p.name for p in out.iterdir()) == ["traj.csv", "traj.dcd", "traj.pdb", "traj.png"]
 
 
+def test_same_seed_same_trajectory_and_dcd_in_nm(tmp_path, ethanol_model, ethanol_xyz):
+    runs = [
+        run_md(ethanol_model, ethanol_xyz, 20, tmp_path / f"{name}.dcd", report_interval=10, seed=7, minimize=False,
+               progress=False, plot_png=False)
+        for name in ("a", "b")
+    ]
+    assert runs[0].energies_csv.read_text() == runs[1].energies_csv.read_text()
+    first = mdtraj.load(str(runs[0].dcd), top=str(runs[0].topology_pdb))
+    second = mdtraj.load(str(runs[1].dcd), top=str(runs[1].topology_pdb))
+    np.testing.assert_array_equal(first.xyz, second.xyz)
+    carbon_carbon = np.linalg.norm(first.xyz[0, 0] - first.xyz[0, 1])  # nm; 0.1535 nm in the input
+    assert abs(carbon_carbon - 0.1535) < 0.02
+    with pytest.raises(ValueError, match="seed must be a positive integer"):
+        run_md(ethanol_model, ethanol_xyz, 20, tmp_path / "c.dcd", seed=0, progress=False)
+
+
 def test_element_mismatch_is_refused_before_any_output(tmp_path, ethanol_model):
     water = tmp_path / "ammonia.xyz"
     water.write_text("4\nammonia\nN 0 0 0\nH 1 0 0\nH 0 1 0\nH 0 0 1\n")
@@ -74,6 +90,10 @@ def test_bad_structures_are_named(tmp_path):
     unknown.write_text("2\nx\nH 0 0 0\nQq 1 0 0\n")
     with pytest.raises(ValueError, match=r"unknown.xyz, line 4: unknown element symbol 'Qq'"):
         load_molecule(unknown)
+    short = tmp_path / "short.xyz"
+    short.write_text("2\nx\nH 0 0 0\nH 0 0\n")
+    with pytest.raises(ValueError, match=r"short.xyz, line 4: expected an element symbol and x y z"):
+        load_molecule(short)
     with pytest.raises(FileNotFoundError, match="no such structure file"):
         load_molecule(tmp_path / "absent.pdb")
     with pytest.raises(ValueError, match="unknown structure format '.mol2'"):

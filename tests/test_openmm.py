@@ -52,6 +52,7 @@ def test_unit_factors_agree_with_openmm_and_codata():
     assert units.kj_per_mol_per_ev * units.ev_per_kj_per_mol == pytest.approx(1.0, rel=1e-15)
     assert units.ev_per_kcal_per_mol == pytest.approx(4.184 / 96.48533212, rel=1e-9)
     assert units.mev_per_ev == pytest.approx(1000.0, rel=1e-15)
+    assert units.ev_per_hartree == pytest.approx(27.211386246, rel=1e-9)  # CODATA 2018
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -48,7 +48,7 @@ def test_newer_schema_is_refused(tmp_path):
     raw = torch.load(path, weights_only=True)
     raw["schema_version"] = SCHEMA_VERSION + 1
     torch.save(raw, path)
-    with pytest.raises(ValueError, match="newer than this attnforce reads"):
+    with pytest.raises(ValueError, match="schema version 2 is not one this attnforce reads"):
         load_model(path)
 
 

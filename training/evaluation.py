@@ -23,9 +23,8 @@ def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple
     return np.concatenate(energies), np.concatenate(forces)
 
 
-def error_metrics(potential: Potential, frames: Frames, batch_size: int = 32) -> dict[str, float]:
-    """Energy MAE/RMSE (meV) and force-component MAE/RMSE (meV/Å) over ``frames``."""
-    energies, forces = predict(potential, frames, batch_size)
+def metrics(energies: np.ndarray, forces: np.ndarray, frames: Frames) -> dict[str, float]:
+    """Energy MAE/RMSE (meV) and force-component MAE/RMSE (meV/Å) of predictions (eV, eV/Å) against ``frames``."""
     energy_error = (energies - frames.energies) * mev_per_ev
     force_error = (forces - frames.forces) * mev_per_ev
     return {
@@ -34,3 +33,8 @@ def error_metrics(potential: Potential, frames: Frames, batch_size: int = 32) ->
         "force_mae_mev_per_a": float(np.mean(np.abs(force_error))),
         "force_rmse_mev_per_a": float(np.sqrt(np.mean(force_error**2))),
     }
+
+
+def error_metrics(potential: Potential, frames: Frames, batch_size: int = 32) -> dict[str, float]:
+    """:func:`metrics` of the potential's predictions on ``frames``."""
+    return metrics(*predict(potential, frames, batch_size), frames)

@@ -10,12 +10,15 @@ def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
     """Per-element energy shifts (eV) by least squares on composition, and the energy scale (eV).
 
     For frames of one molecule the composition matrix has rank one: least squares then gives the
-    minimum-norm shifts whose sum over the molecule is the mean energy. The scale is the standard deviation
-    of the training energies (SAKE's normalisation).
+    minimum-norm shifts whose sum over the molecule is the mean energy: a model trained on one molecule gives
+    meaningful forces for another made of the same elements, but its absolute energies there are arbitrary.
+    The scale is the standard deviation of the training energies (SAKE's normalisation).
 
     Returns:
         (energy_scale, shifts) with shifts a (119,) float64 tensor.
     """
+    if len(frames) < 2:
+        raise ValueError(f"{frames.source}: energy statistics need at least 2 training frames, got {len(frames)}")
     elements = np.unique(frames.atomic_numbers)
     counts = np.array([[np.sum(frames.atomic_numbers == z) for z in elements]], dtype=np.float64)
     composition = np.repeat(counts, len(frames), axis=0)
@@ -23,4 +26,6 @@ def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
     shifts = torch.zeros(119, dtype=torch.float64)
     shifts[torch.as_tensor(elements)] = torch.as_tensor(solution)
     scale = float(np.std(frames.energies - composition @ solution))
+    if not scale > 0:
+        raise ValueError(f"{frames.source}: the training energies do not vary; no energy scale can be fitted")
     return scale, shifts

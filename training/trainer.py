@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from attnforce import keys
 from attnforce.checkpoint import load_model, save_model
 from attnforce.models import Potential, build_model
-from systems import collate, random_split, read_dataset
+from systems import Frames, collate, random_split, read_dataset
 from training.config import ExperimentConfig, dump_config
-from training.evaluation import error_metrics
+from training.evaluation import error_metrics, metrics, predict
 from training.losses import energy_force_loss
 from training.statistics import fit_energy_statistics
 
@@ -61,16 +61,16 @@ def learning_rate_factor(epoch: int, warmup_epochs: int, epochs: int, min_factor
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _batch_loss(potential: Potential, frames, indices: np.ndarray, dtype, config, create_graph: bool) -> torch.Tensor:
+def _batch_loss(potential: Potential, frames: Frames, indices: np.ndarray, dtype, config) -> torch.Tensor:
+    """The training loss of one batch, differentiable through the forces."""
     batch = collate(frames, indices, dtype)
     energy, forces = potential(
-        batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices), create_graph=create_graph
+        batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices), create_graph=True
     )
-    target_energy = torch.as_tensor(frames.energies[indices], dtype=torch.float64)
     return energy_force_loss(
         energy,
         forces,
-        target_energy,
+        batch[keys.ENERGY],
         batch[keys.FORCES],
         batch[keys.NUM_ATOMS],
         config.training.energy_weight,
@@ -78,14 +78,19 @@ def _batch_loss(potential: Potential, frames, indices: np.ndarray, dtype, config
     )
 
 
-def _validation_loss(potential: Potential, frames, dtype, config) -> float:
-    total = 0.0
-    size = config.training.batch_size * 4
-    for start in range(0, len(frames), size):
-        indices = np.arange(start, min(start + size, len(frames)))
-        loss = _batch_loss(potential, frames, indices, dtype, config, create_graph=False)
-        total += loss.item() * len(indices)
-    return total / len(frames)
+def _validate(potential: Potential, frames: Frames, config: ExperimentConfig) -> tuple[float, dict[str, float]]:
+    """Validation loss (the training loss over all frames) and error metrics, from one pass of predictions."""
+    energies, forces = predict(potential, frames)
+    loss = energy_force_loss(
+        torch.as_tensor(energies),
+        torch.as_tensor(forces.reshape(-1, 3)),
+        torch.as_tensor(frames.energies),
+        torch.as_tensor(frames.forces.reshape(-1, 3)),
+        torch.full((len(frames),), len(frames.atomic_numbers)),
+        config.training.energy_weight,
+        config.training.force_weight,
+    )
+    return loss.item(), metrics(energies, forces, frames)
 
 
 def plot_learning_curve(metrics_csv: Path, output_png: Path) -> None:
@@ -123,19 +128,22 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
 
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    dump_config(config, output / "config.yaml")
-
+    # Everything that can fail on bad input happens before the run directory is written.
     frames = read_dataset(config.data.path, config.data.energy_unit)
     train_idx, val_idx, test_idx = random_split(len(frames), config.data.split, config.data.seed)
     train_frames, val_frames, test_frames = (frames.subset(i) for i in (train_idx, val_idx, test_idx))
     logger.info("data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx)))
-
     scale, shifts = fit_energy_statistics(train_frames)
-    model = build_model(config.model.architecture, config.model.hyperparameters)
+    try:
+        model = build_model(config.model.architecture, config.model.hyperparameters)
+    except TypeError as error:
+        raise ValueError(f"model.hyperparameters: {error}") from None
     potential = Potential(model, scale, shifts).to(dtype)
     logger.info("%s: %d parameters", config.model.architecture, sum(p.numel() for p in potential.parameters()))
+
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    dump_config(config, output / "config.yaml")
 
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.learning_rate)
     min_factor = settings.min_learning_rate / settings.learning_rate
@@ -165,9 +173,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
             order = rng.permutation(len(train_frames))
             losses = []
             for first in range(0, len(order), settings.batch_size):
-                loss = _batch_loss(
-                    potential, train_frames, order[first : first + settings.batch_size], dtype, config, create_graph=True
-                )
+                loss = _batch_loss(potential, train_frames, order[first : first + settings.batch_size], dtype, config)
                 if not torch.isfinite(loss.detach()):
                     raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; best model kept at {best_path}")
                 optimizer.zero_grad(set_to_none=True)
@@ -176,8 +182,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
                 losses.append(loss.item())
 
             potential.eval()
-            val_loss = _validation_loss(potential, val_frames, dtype, config)
-            val = error_metrics(potential, val_frames)
+            val_loss, val = _validate(potential, val_frames, config)
             row = {
                 "epoch": epoch,
                 "wall_s": round(time.perf_counter() - start, 2),

@@ -59,7 +59,6 @@ class SAKELayer(nn.Module):
     ):
         super().__init__()
         width = hidden_features * num_heads
-        self.hidden_features = hidden_features
         self.num_heads = num_heads
         self.use_semantic_attention = semantic_attention
         self.use_spatial_attention = spatial_attention
@@ -81,6 +80,7 @@ class SAKELayer(nn.Module):
         else:
             self.null_logit = None
 
+        # No bias: tanh(W 0) = 0, so an edge whose attention vanishes at the cutoff contributes nothing.
         self.coefficients = nn.Linear(width, width, bias=False)
         self.post_norm_mlp = MLP([width, hidden_features, hidden_features], activate_last=True)
         self.node_mlp = MLP([2 * hidden_features + width, hidden_features, hidden_features], activate_last=True)

@@ -118,5 +118,6 @@ def segment_softmax(
     denominator = sum_over_neighbours(exp, index, dim_size, degree)
     if null_logit is not None:
         denominator = denominator + torch.exp(null_logit.unsqueeze(0) - shift)
-    # > 0 for every target that has an edge: its largest logit contributes w * exp(0) with w > 0 inside the cutoff.
+    # > 0 for every target that has an edge: with a null logit its term is > 0; without one the largest logit's
+    # edge contributes w * exp(0), and callers pass weights only with a null logit (SAKE's cutoff mode).
     return exp / denominator.index_select(0, index)

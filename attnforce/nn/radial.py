@@ -24,7 +24,7 @@ class ExpNormalSmearing(nn.Module):
         self.num_rbf = num_rbf
         self.cutoff_lower = cutoff_lower
         self.alpha = 5.0 / (cutoff_upper - cutoff_lower)
-        start = math.exp(-cutoff_upper + cutoff_lower)
+        start = math.exp(-self.alpha * (cutoff_upper - cutoff_lower))  # = exp(-5): the basis spans the radii
         means = torch.linspace(start, 1.0, num_rbf)
         betas = torch.full((num_rbf,), (2.0 / num_rbf * (1.0 - start)) ** -2)
         if trainable:

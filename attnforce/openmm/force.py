@@ -70,12 +70,14 @@ def create_force(
     model: str | Path | SavedModel,
     atomic_numbers: Sequence[int],
     atom_indices: Sequence[int] | None = None,
-    outputs_forces: bool = False,
+    outputs_forces: bool | None = None,
 ) -> openmmtorch.TorchForce:
     """A ``TorchForce`` for the given atoms.
 
     ``model`` is a saved model (scripted here for these atoms) or a file from ``attnforce export``, whose
-    embedded atomic numbers and atom indices must match the request exactly.
+    embedded atomic numbers and atom indices must match the request exactly. ``outputs_forces``: the module
+    returns forces itself (``setOutputsForces``); None means no for a saved model and the file's choice for an
+    exported one, which cannot be changed after export.
     """
     ensure_torch_kernels()
     loaded = load_force_model(model)
@@ -89,12 +91,14 @@ def create_force(
             )
         if indices != metadata["atom_indices"]:
             raise ValueError(f"{loaded} was exported for atom indices {metadata['atom_indices']}, not {indices}")
+        if outputs_forces is not None and outputs_forces != metadata["outputs_forces"]:
+            raise ValueError(f"{loaded} was exported with outputs_forces={metadata['outputs_forces']}; export it again")
         force = openmmtorch.TorchForce(str(loaded))
         force.setOutputsForces(bool(metadata["outputs_forces"]))
         return force
-    scripted, _ = build_module(loaded, atomic_numbers, indices, outputs_forces)
+    scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces))
     force = openmmtorch.TorchForce(scripted)
-    force.setOutputsForces(outputs_forces)
+    force.setOutputsForces(bool(outputs_forces))
     return force
 
 
@@ -103,7 +107,7 @@ def add_force(
     topology: app.Topology,
     model: str | Path | SavedModel,
     atoms: Sequence[int] | None = None,
-    outputs_forces: bool = False,
+    outputs_forces: bool | None = None,
 ) -> int:
     """Add the learned force for ``atoms`` (default: all) of ``topology`` to ``system``; returns its index.
 
