@@ -135,3 +135,15 @@ def test_isolated_atoms_in_cutoff_mode_get_the_bare_energy():
     separate = sum(float(energy_and_forces(potential, far[i : i + 1], [z])[0]) for i, z in enumerate([6, 8]))
     assert abs(float(energy) - separate) < 1e-10
     assert float(forces.abs().max()) == 0.0
+
+
+def test_wrong_shapes_are_named(variant):
+    potential = make_potential(variant)
+    scripted = torch.jit.script(potential)
+    z, batch = torch.tensor(ETHANOL), torch.zeros(9, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\), got \[9, 2\]"):
+        potential(torch.zeros(9, 2, dtype=torch.float64), z, batch, 1)
+    with pytest.raises(ValueError, match=r"atomic_numbers \[8\] and batch \[9\] must have shape \[9\]"):
+        potential(torch.zeros(9, 3, dtype=torch.float64), z[:8], batch, 1)
+    with pytest.raises(torch.jit.Error, match="positions must have shape"):
+        scripted(torch.zeros(9, 2, dtype=torch.float64), z, batch, 1)

@@ -49,6 +49,13 @@ class Potential(nn.Module):
     @torch.jit.export
     def energy(self, positions: Tensor, atomic_numbers: Tensor, batch: Tensor, num_structures: int) -> Tensor:
         """Energies (B,) eV, float64, of ``num_structures`` structures; ``positions`` (N,3) Å, ``batch`` (N,)."""
+        num_atoms = positions.shape[0]
+        if positions.dim() != 2 or positions.shape[1] != 3:
+            raise ValueError(f"positions must have shape (N, 3), got {list(positions.shape)}")
+        if atomic_numbers.shape != (num_atoms,) or batch.shape != (num_atoms,):
+            raise ValueError(
+                f"atomic_numbers {list(atomic_numbers.shape)} and batch {list(batch.shape)} must have shape [{num_atoms}]"
+            )
         edge_index = self.edges(positions, batch)
         learned = self.model(positions, atomic_numbers, edge_index) * self.energy_scale
         reference = self.element_shifts.index_select(0, atomic_numbers)
