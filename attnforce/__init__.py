@@ -7,5 +7,4 @@ Models work in Å and eV; the OpenMM adapter converts to nm and kJ/mol at the bo
 # that importing torch loads (libnvrtc). Imported the other way round, no platform supports TorchForce.
 import torch  # noqa: F401, E402
 
-
 __version__ = "0.1.0"

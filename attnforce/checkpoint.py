@@ -23,10 +23,11 @@ Migrations from older schema versions are explicit functions in :data:`MIGRATION
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -129,8 +130,14 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
     if not isinstance(stored, dict) or "schema_version" not in stored:
         raise ValueError(f"{path}: not an attnforce model (no schema_version)")
     version = stored["schema_version"]
-    if not isinstance(version, int) or version > SCHEMA_VERSION or (version < SCHEMA_VERSION and version not in MIGRATIONS):
-        raise ValueError(f"{path}: schema version {version} is not one this attnforce reads (it reads {SCHEMA_VERSION})")
+    if (
+        not isinstance(version, int)
+        or version > SCHEMA_VERSION
+        or (version < SCHEMA_VERSION and version not in MIGRATIONS)
+    ):
+        raise ValueError(
+            f"{path}: schema version {version} is not one this attnforce reads (it reads {SCHEMA_VERSION})"
+        )
     while version < SCHEMA_VERSION:
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
@@ -144,4 +151,6 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
             raise KeyError(f"metadata lacks {missing}")
     except (KeyError, TypeError, RuntimeError) as error:
         raise ValueError(f"{path}: malformed attnforce model ({type(error).__name__}: {error})") from None
-    return SavedModel(potential.to(dtype).eval(), stored["architecture"], stored["hyperparameters"], metadata, str(path))
+    return SavedModel(
+        potential.to(dtype).eval(), stored["architecture"], stored["hyperparameters"], metadata, str(path)
+    )

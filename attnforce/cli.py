@@ -51,8 +51,10 @@ def _export(args: argparse.Namespace) -> None:
     numbers = load_molecule(args.structure).atomic_numbers if args.structure else None
     path = export_torchscript(saved, args.output, atomic_numbers=numbers, outputs_forces=args.output_forces)
     atoms = len(numbers) if numbers else len(saved.atomic_numbers)
-    print(f"wrote {path}: TorchScript for openmm-torch, {atoms} atoms, positions nm -> energy kJ/mol"
-          f"{' and forces kJ/mol/nm' if args.output_forces else ''}")
+    print(
+        f"wrote {path}: TorchScript for openmm-torch, {atoms} atoms, positions nm -> energy kJ/mol"
+        f"{' and forces kJ/mol/nm' if args.output_forces else ''}"
+    )
 
 
 def _md(args: argparse.Namespace) -> None:
@@ -84,10 +86,14 @@ def _md(args: argparse.Namespace) -> None:
         outputs_forces=True if args.output_forces else None,
     )
     print(f"model: {args.model}; {_describe_metrics(metadata)}")
-    print(f"trajectory: {result.dcd} ({result.frames} frames, topology {result.topology_pdb}); "
-          f"energies: {result.energies_csv}" + (f"; plot: {result.plot_png}" if result.plot_png else ""))
-    print(f"{result.steps} steps of {args.timestep_fs} fs on {result.platform}: "
-          f"{result.steps_per_second:.1f} steps/s, {result.ns_per_day:.3f} ns/day")
+    print(
+        f"trajectory: {result.dcd} ({result.frames} frames, topology {result.topology_pdb}); "
+        f"energies: {result.energies_csv}" + (f"; plot: {result.plot_png}" if result.plot_png else "")
+    )
+    print(
+        f"{result.steps} steps of {args.timestep_fs} fs on {result.platform}: "
+        f"{result.steps_per_second:.1f} steps/s, {result.ns_per_day:.3f} ns/day"
+    )
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -100,16 +106,30 @@ def _info(args: argparse.Namespace) -> None:
             names = ", ".join(repr(n) for n, f in EMBEDDED_MODELS.items() if f == file)
             saved = load_model(names.split(", ")[0].strip("'"))
             count = sum(p.numel() for p in saved.potential.parameters())
-            print(f"embedded model {names} ({file}): {saved.architecture}, {count} parameters; {_describe_metrics(saved.metadata)}")
+            print(
+                f"embedded model {names} ({file}): {saved.architecture}, {count} parameters; "
+                f"{_describe_metrics(saved.metadata)}"
+            )
         return
     saved = load_model(args.model)
     count = sum(p.numel() for p in saved.potential.parameters())
-    print(json.dumps({"architecture": saved.architecture, "parameters": count, "hyperparameters": saved.hyperparameters,
-                      "metadata": saved.metadata}, indent=2))
+    print(
+        json.dumps(
+            {
+                "architecture": saved.architecture,
+                "parameters": count,
+                "hyperparameters": saved.hyperparameters,
+                "metadata": saved.metadata,
+            },
+            indent=2,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="attnforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -126,8 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     md = commands.add_parser("md", help="molecular dynamics with a learned force, written to DCD")
-    md.add_argument("--model", default="default", metavar="MODEL", help="saved or exported model (default: %(default)s)")
-    md.add_argument("--structure", default="default", metavar="STRUCTURE", help="starting structure (default: %(default)s)")
+    md.add_argument(
+        "--model", default="default", metavar="MODEL", help="saved or exported model (default: %(default)s)"
+    )
+    md.add_argument(
+        "--structure", default="default", metavar="STRUCTURE", help="starting structure (default: %(default)s)"
+    )
     length = md.add_mutually_exclusive_group()
     length.add_argument("--steps", type=_positive_int, default=1000, help="integration steps (default: %(default)s)")
     length.add_argument("--time-ps", type=float, help="simulated time in ps, instead of --steps")
@@ -138,9 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--temperature", type=float, default=300.0, help="K (default: %(default)s)")
     md.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: %(default)s)")
     md.add_argument("--timestep-fs", type=float, default=0.5, help="fs (default: %(default)s)")
-    md.add_argument("--report-interval", type=_positive_int, default=100, help="steps between frames (default: %(default)s)")
+    md.add_argument(
+        "--report-interval", type=_positive_int, default=100, help="steps between frames (default: %(default)s)"
+    )
     md.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt", help="Langevin (nvt) or Verlet (nve)")
-    md.add_argument("--platform", default="auto", help="OpenMM platform, or auto: CUDA, OpenCL, CPU (default: %(default)s)")
+    md.add_argument(
+        "--platform", default="auto", help="OpenMM platform, or auto: CUDA, OpenCL, CPU (default: %(default)s)"
+    )
     md.add_argument("--seed", type=int, help="seed of velocities and Langevin noise")
     md.add_argument("--no-minimize", action="store_true", help="skip energy minimisation")
     md.add_argument("--output-forces", action="store_true", help="the model returns forces itself (setOutputsForces)")
@@ -154,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         args.handler(args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as error:

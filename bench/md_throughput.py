@@ -59,7 +59,9 @@ def _load(name: str):
     if name == "embedded default":
         return saved
     torch.manual_seed(0)
-    potential = Potential(SAKE(**PAPER_HYPERPARAMETERS), float(saved.potential.energy_scale), saved.potential.element_shifts)
+    potential = Potential(
+        SAKE(**PAPER_HYPERPARAMETERS), float(saved.potential.energy_scale), saved.potential.element_shifts
+    )
     return SavedModel(potential.eval(), "sake", PAPER_HYPERPARAMETERS, saved.metadata)
 
 
@@ -101,7 +103,9 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
     md = {}
     for mode, outputs_forces in (("energy", False), ("forces", True)):
         system = build_system(molecule, saved, outputs_forces=outputs_forces)
-        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
+        integrator = openmm.LangevinMiddleIntegrator(
+            300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond
+        )
         platform = openmm.Platform.getPlatformByName("CPU")
         context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
         context.setPositions(molecule.positions * unit.angstrom)
@@ -159,8 +163,19 @@ def main() -> None:
     rate = matmul_rate(args.threads)
     rows = []
     for name in MODELS:
-        command = [sys.executable, "-m", "bench.md_throughput", "--worker", name, "--threads", str(args.threads),
-                   "--steps", str(args.steps), "--repeats", str(args.repeats)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.md_throughput",
+            "--worker",
+            name,
+            "--threads",
+            str(args.threads),
+            "--steps",
+            str(args.steps),
+            "--repeats",
+            str(args.repeats),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     table = markdown(rows, rate, args.threads)

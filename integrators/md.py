@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mdtraj.reporters
-from mdtraj.utils.validation import TypeCastPerformanceWarning
 import numpy as np
 import openmm
+from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
@@ -46,7 +46,9 @@ class MDResult:
     steps_per_second: float
 
 
-def build_system(molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None) -> openmm.System:
+def build_system(
+    molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None
+) -> openmm.System:
     """A System of the molecule's particles with the learned force on all of them."""
     system = openmm.System()
     for atom in molecule.topology.atoms():
@@ -152,7 +154,9 @@ def run_md(
     outputs = [dcd, topology_pdb, energies_csv] + ([plot_png] if plot_png else [])
     partial = {path: _temporary(path) for path in outputs}
     degrees_of_freedom = 3 * system.getNumParticles()
-    kinetic_to_kelvin = 2.0 / (degrees_of_freedom * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin))
+    kinetic_to_kelvin = 2.0 / (
+        degrees_of_freedom * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    )
     try:
         state = simulation.context.getState(getPositions=True)
         with open(partial[topology_pdb], "w") as handle:
@@ -174,17 +178,26 @@ def run_md(
                         if "nan" not in str(error).lower():
                             raise
                         raise FloatingPointError(
-                            f"after step {simulation.currentStep}: the simulation blew up, coordinates not finite ({error})"
+                            f"after step {simulation.currentStep}: the simulation blew up, "
+                            f"coordinates not finite ({error})"
                         ) from None
                 state = simulation.context.getState(getEnergy=True)
                 potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
                 kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
                 if not np.isfinite(potential + kinetic):
-                    raise FloatingPointError(f"step {simulation.currentStep}: energy is not finite (the simulation blew up)")
+                    raise FloatingPointError(
+                        f"step {simulation.currentStep}: energy is not finite (the simulation blew up)"
+                    )
                 time_ps = state.getTime().value_in_unit(unit.picosecond)
                 writer.writerow(
-                    [simulation.currentStep, f"{time_ps:.6f}", f"{potential:.6f}", f"{kinetic:.6f}",
-                     f"{potential + kinetic:.6f}", f"{kinetic * kinetic_to_kelvin:.4f}"]
+                    [
+                        simulation.currentStep,
+                        f"{time_ps:.6f}",
+                        f"{potential:.6f}",
+                        f"{kinetic:.6f}",
+                        f"{potential + kinetic:.6f}",
+                        f"{kinetic * kinetic_to_kelvin:.4f}",
+                    ]
                 )
                 bar.update(chunk)
             bar.close()
@@ -211,5 +224,7 @@ def run_md(
         ns_per_day=simulated_ns / wall * 86400.0,
         steps_per_second=steps / wall,
     )
-    logger.info("%d steps on %s: %.1f steps/s, %.3f ns/day", steps, result.platform, result.steps_per_second, result.ns_per_day)
+    logger.info(
+        "%d steps on %s: %.1f steps/s, %.3f ns/day", steps, result.platform, result.steps_per_second, result.ns_per_day
+    )
     return result

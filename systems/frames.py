@@ -36,7 +36,9 @@ class Frames:
         }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
-                raise ValueError(f"{self.source or 'frames'}: {name} has shape {getattr(self, name).shape}, expected {shape}")
+                raise ValueError(
+                    f"{self.source or 'frames'}: {name} has shape {getattr(self, name).shape}, expected {shape}"
+                )
         for name in ("positions", "energies", "forces"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise ValueError(f"{self.source or 'frames'}: {name} contain NaN or infinite values")
@@ -45,7 +47,9 @@ class Frames:
         return len(self.energies)
 
     def subset(self, indices: np.ndarray) -> "Frames":
-        return Frames(self.atomic_numbers, self.positions[indices], self.energies[indices], self.forces[indices], self.source)
+        return Frames(
+            self.atomic_numbers, self.positions[indices], self.energies[indices], self.forces[indices], self.source
+        )
 
 
 def collate(frames: Frames, indices: np.ndarray, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

@@ -57,7 +57,9 @@ def read_xyz(path: str | Path) -> Molecule:
     numbers, positions = [], []
     for line_number, row in enumerate(rows, start=3):
         if len(row) < 4:
-            raise ValueError(f"{path}, line {line_number}: expected an element symbol and x y z, found {' '.join(row)!r}")
+            raise ValueError(
+                f"{path}, line {line_number}: expected an element symbol and x y z, found {' '.join(row)!r}"
+            )
         try:
             numbers.append(atomic_number(row[0]))
             positions.append([float(v) for v in row[1:4]])

@@ -50,7 +50,7 @@ def _columns(properties: str) -> dict[str, slice]:
     if len(parts) % 3:
         raise ValueError(f"malformed Properties={properties!r}")
     columns, start = {}, 0
-    for name, _, count in zip(parts[0::3], parts[1::3], parts[2::3]):
+    for name, _, count in zip(parts[0::3], parts[1::3], parts[2::3], strict=True):
         columns[name.lower()] = slice(start, start + int(count))
         start += int(count)
     return columns
@@ -124,7 +124,7 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
         data = np.load(path)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: not a readable .npz file ({error})") from None
-    for layout, names in NPZ_LAYOUTS.items():
+    for names in NPZ_LAYOUTS.values():
         if all(name in data.files for name in names):
             r, z, e, f = (np.asarray(data[name]) for name in names)
             return Frames(
@@ -134,7 +134,9 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
                 forces=f.astype(np.float64) * ev,
                 source=str(path),
             )
-    raise ValueError(f"{path}: keys {data.files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}")
+    raise ValueError(
+        f"{path}: keys {data.files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}"
+    )
 
 
 def read_dataset(path: str | Path, energy_unit: str) -> Frames:

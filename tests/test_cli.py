@@ -11,7 +11,9 @@ from attnforce.export import read_metadata
 
 
 def test_help_lists_every_command():
-    done = subprocess.run([sys.executable, "-m", "attnforce.cli", "--help"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "attnforce.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0
     for command in ("train", "export", "md", "info"):
         assert command in done.stdout
@@ -26,8 +28,26 @@ def test_export_default_model(tmp_path, capsys):
 
 def test_md_with_default_model_and_structure(tmp_path, capsys):
     dcd = tmp_path / "aspirin.dcd"
-    assert main(["md", "--model", "default", "--structure", "default", "--steps", "40", "--report-interval", "20",
-                 "--dcd", str(dcd), "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "md",
+                "--model",
+                "default",
+                "--structure",
+                "default",
+                "--steps",
+                "40",
+                "--report-interval",
+                "20",
+                "--dcd",
+                str(dcd),
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "test energy MAE" in out and "ns/day" in out
     assert mdtraj.load(str(dcd), top=str(tmp_path / "aspirin.pdb")).n_frames == 2
@@ -35,10 +55,42 @@ def test_md_with_default_model_and_structure(tmp_path, capsys):
 
 def test_md_with_exported_model_and_pdb(tmp_path, capsys):
     assert main(["export", "default", "--output", str(tmp_path / "m.pt"), "--output-forces"]) == 0
-    assert main(["md", "--model", "default", "--steps", "2", "--report-interval", "1", "--dcd", str(tmp_path / "a.dcd"),
-                 "--no-plot"]) == 0
-    assert main(["md", "--model", str(tmp_path / "m.pt"), "--structure", str(tmp_path / "a.pdb"), "--steps", "4",
-                 "--report-interval", "2", "--dcd", str(tmp_path / "b.dcd"), "--no-plot"]) == 0
+    assert (
+        main(
+            [
+                "md",
+                "--model",
+                "default",
+                "--steps",
+                "2",
+                "--report-interval",
+                "1",
+                "--dcd",
+                str(tmp_path / "a.dcd"),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "md",
+                "--model",
+                str(tmp_path / "m.pt"),
+                "--structure",
+                str(tmp_path / "a.pdb"),
+                "--steps",
+                "4",
+                "--report-interval",
+                "2",
+                "--dcd",
+                str(tmp_path / "b.dcd"),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
     assert "steps/s" in capsys.readouterr().out
 
 

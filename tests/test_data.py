@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from attnforce.units import ev_per_kcal_per_mol, ev_per_mev
-from conftest import DATA
 from systems import random_split, read_dataset, read_extxyz, read_npz
 from systems.frames import Frames
 from training.config import load_config
@@ -54,10 +54,10 @@ def test_unknown_energy_unit_and_element_and_truncation_are_named(tmp_path, aspi
     with pytest.raises(ValueError, match="unknown energy unit 'Ry'"):
         read_extxyz(aspirin_xyz, "Ry")
     bad = tmp_path / "bad.xyz"
-    bad.write_text('2\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\nXq 1 0 0 0 0 0\n')
+    bad.write_text("2\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\nXq 1 0 0 0 0 0\n")
     with pytest.raises(ValueError, match=r"bad.xyz, line 1: bad atom line \(unknown element symbol 'Xq'\)"):
         read_extxyz(bad, "eV")
-    bad.write_text('3\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\n')
+    bad.write_text("3\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\n")
     with pytest.raises(ValueError, match="truncated"):
         read_extxyz(bad, "eV")
     with pytest.raises(FileNotFoundError, match="no such data file"):

@@ -17,7 +17,9 @@ def test_all_pairs_edges_and_regularity():
     batch = torch.tensor([0, 0, 0, 1, 1, 1])
     edges = all_pairs_edges(batch)
     assert edges.shape == (2, 12)
-    assert set(map(tuple, edges.t().tolist())) == {(s, t) for t in range(6) for s in range(6) if s != t and s // 3 == t // 3}
+    assert set(map(tuple, edges.t().tolist())) == {
+        (s, t) for t in range(6) for s in range(6) if s != t and s // 3 == t // 3
+    }
     assert regular_degree(edges, 6) == 2
     assert regular_degree(all_pairs_edges(torch.tensor([0, 0, 0, 1, 1])), 5) == 0  # unequal sizes
     interleaved = torch.tensor([[1, 0, 2, 0], [0, 1, 0, 1]])  # equal degrees, targets not grouped

@@ -6,9 +6,9 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
+from conftest import ETHANOL, make_saved
 
 from attnforce.checkpoint import save_model
-from conftest import ETHANOL, make_saved
 from integrators.md import run_md
 from systems.molecules import load_molecule
 
@@ -58,8 +58,17 @@ def test_langevin_run_writes_a_dcd_mdtraj_reads(tmp_path, ethanol_model, ethanol
 
 def test_same_seed_same_trajectory_and_dcd_in_nm(tmp_path, ethanol_model, ethanol_xyz):
     runs = [
-        run_md(ethanol_model, ethanol_xyz, 20, tmp_path / f"{name}.dcd", report_interval=10, seed=7, minimize=False,
-               progress=False, plot_png=False)
+        run_md(
+            ethanol_model,
+            ethanol_xyz,
+            20,
+            tmp_path / f"{name}.dcd",
+            report_interval=10,
+            seed=7,
+            minimize=False,
+            progress=False,
+            plot_png=False,
+        )
         for name in ("a", "b")
     ]
     assert runs[0].energies_csv.read_text() == runs[1].energies_csv.read_text()
@@ -121,8 +130,18 @@ def test_nve_conserves_total_energy(tmp_path):
     The bounds below leave a factor of about 5 over what was measured: a force that is not -dE/dx (a wrong unit
     factor, a missing term, a discontinuity) breaks them by orders of magnitude.
     """
-    result = run_md("default", "default", 8000, tmp_path / "nve.dcd", timestep_fs=0.25, report_interval=40,
-                    ensemble="nve", seed=3, progress=False, plot_png=False)
+    result = run_md(
+        "default",
+        "default",
+        8000,
+        tmp_path / "nve.dcd",
+        timestep_fs=0.25,
+        report_interval=40,
+        ensemble="nve",
+        seed=3,
+        progress=False,
+        plot_png=False,
+    )
     data = np.genfromtxt(result.energies_csv, delimiter=",", names=True)
     total, kinetic = data["total_kj_mol"], data["kinetic_kj_mol"]
     assert np.std(kinetic) > 1.0  # the molecule really moves

@@ -7,7 +7,8 @@ import numpy as np
 import openmm
 import pytest
 import torch
-from openmm import app, unit
+from conftest import ETHANOL, REPO, energy_and_forces, make_saved, random_molecule
+from openmm import unit
 from torch import nn
 
 from attnforce import units
@@ -15,7 +16,6 @@ from attnforce.checkpoint import SavedModel, save_model
 from attnforce.export import export_torchscript, read_metadata
 from attnforce.models import Potential
 from attnforce.openmm.force import add_force
-from conftest import ETHANOL, REPO, energy_and_forces, make_saved, random_molecule
 from systems.molecules import _topology_from_numbers
 
 PLATFORMS = ["Reference", "CPU"]
@@ -148,7 +148,9 @@ def test_works_when_openmm_was_imported_before_torch(tmp_path):
     saved = make_saved("sake-allpairs", ETHANOL)
     save_model(tmp_path / "m.pt", saved.potential, saved.architecture, saved.hyperparameters, ETHANOL)
     xyz = tmp_path / "ethanol.xyz"
-    xyz.write_text("9\nethanol\n" + "".join(f"{s} {x} {y} {z}\n" for s, (x, y, z) in zip("CCOHHHHHH", random_molecule(9, 5))))
+    xyz.write_text(
+        "9\nethanol\n" + "".join(f"{s} {x} {y} {z}\n" for s, (x, y, z) in zip("CCOHHHHHH", random_molecule(9, 5)))
+    )
     script = (
         "import sys, mdtraj, openmm\n"
         "from integrators.md import run_md\n"

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import ETHANOL, energy_and_forces, make_potential, random_molecule
 
 #: eV. Float64 totals near -3000 eV resolve 5e-13 eV; the learned part is O(1) eV.

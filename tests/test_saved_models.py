@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import ETHANOL, energy_and_forces, make_saved, random_molecule
 
 from attnforce.checkpoint import SCHEMA_VERSION, load_model, save_model
 from attnforce.export import export_torchscript
-from conftest import ETHANOL, energy_and_forces, make_saved, random_molecule
 
 
 def test_round_trip_keeps_predictions_and_metadata(tmp_path, variant):
@@ -20,7 +20,10 @@ def test_round_trip_keeps_predictions_and_metadata(tmp_path, variant):
     assert raw["metadata"]["atomic_numbers"] == ETHANOL and raw["metadata"]["elements"] == [1, 6, 8]
     loaded = load_model(path, dtype=torch.float64)
     positions = random_molecule(9, seed=8)
-    before, after = energy_and_forces(saved.potential, positions, ETHANOL), energy_and_forces(loaded.potential, positions, ETHANOL)
+    before, after = (
+        energy_and_forces(saved.potential, positions, ETHANOL),
+        energy_and_forces(loaded.potential, positions, ETHANOL),
+    )
     assert float(before[0]) == float(after[0])
     np.testing.assert_array_equal(before[1].numpy(), after[1].numpy())
     assert loaded.metadata["note"] == "test"

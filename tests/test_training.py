@@ -32,7 +32,9 @@ def test_learning_rate_schedule_warms_up_then_decays_by_epochs_or_budget():
 def test_bad_data_or_model_fails_before_writing_the_run_directory(tmp_path, aspirin_xyz):
     base = dict(model=ModelConfig("sake", dict(hidden_features=8, num_layers=1)), output=str(tmp_path / "run"))
     with pytest.raises(FileNotFoundError, match="no such data file"):
-        train(ExperimentConfig(data=DataConfig(path=str(tmp_path / "none.xyz"), energy_unit="eV"), **base), progress=False)
+        train(
+            ExperimentConfig(data=DataConfig(path=str(tmp_path / "none.xyz"), energy_unit="eV"), **base), progress=False
+        )
     bad_model = dict(base, model=ModelConfig("sake", dict(hidden_feature=8)))
     with pytest.raises(ValueError, match="hidden_feature"):
         train(ExperimentConfig(data=DataConfig(path=str(aspirin_xyz), energy_unit="meV"), **bad_model), progress=False)

@@ -17,7 +17,9 @@ def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple
         for start in range(0, len(frames), batch_size):
             indices = np.arange(start, min(start + batch_size, len(frames)))
             batch = collate(frames, indices, dtype)
-            energy, force = potential(batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices))
+            energy, force = potential(
+                batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices)
+            )
             energies.append(energy.detach().double().numpy())
             forces.append(force.detach().double().numpy().reshape(len(indices), -1, 3))
     return np.concatenate(energies), np.concatenate(forces)

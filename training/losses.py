@@ -1,6 +1,5 @@
 """Energy + force losses."""
 
-import torch
 from torch import Tensor
 
 

@@ -49,7 +49,9 @@ class TrainResult:
     wall_seconds: float
 
 
-def learning_rate_factor(epoch: int, warmup_epochs: int, epochs: int, min_factor: float, time_fraction: float = 0.0) -> float:
+def learning_rate_factor(
+    epoch: int, warmup_epochs: int, epochs: int, min_factor: float, time_fraction: float = 0.0
+) -> float:
     """Linear warm-up over ``warmup_epochs``, then a cosine from 1 to ``min_factor``.
 
     The cosine's progress is the larger of the fraction of epochs done and ``time_fraction``, the fraction of a
@@ -132,7 +134,9 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
     frames = read_dataset(config.data.path, config.data.energy_unit)
     train_idx, val_idx, test_idx = random_split(len(frames), config.data.split, config.data.seed)
     train_frames, val_frames, test_frames = (frames.subset(i) for i in (train_idx, val_idx, test_idx))
-    logger.info("data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx)))
+    logger.info(
+        "data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx))
+    )
     scale, shifts = fit_energy_statistics(train_frames)
     try:
         model = build_model(config.model.architecture, config.model.hyperparameters)
@@ -215,7 +219,9 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
             )
             epochs_run = epoch + 1
             if settings.max_minutes is not None and time.perf_counter() - start > 60 * settings.max_minutes:
-                logger.info("stopping after %d epochs: the %.1f-minute budget is spent", epochs_run, settings.max_minutes)
+                logger.info(
+                    "stopping after %d epochs: the %.1f-minute budget is spent", epochs_run, settings.max_minutes
+                )
                 break
 
     wall = time.perf_counter() - start
@@ -229,6 +235,12 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
         best.architecture,
         best.hyperparameters,
         best.atomic_numbers,
-        {**best.metadata, "test_metrics": test, "test_frames": len(test_frames), "epochs_run": epochs_run, "wall_seconds": wall},
+        {
+            **best.metadata,
+            "test_metrics": test,
+            "test_frames": len(test_frames),
+            "epochs_run": epochs_run,
+            "wall_seconds": wall,
+        },
     )
     return TrainResult(best_path, test, epochs_run, wall)

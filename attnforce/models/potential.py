@@ -54,7 +54,8 @@ class Potential(nn.Module):
             raise ValueError(f"positions must have shape (N, 3), got {list(positions.shape)}")
         if atomic_numbers.shape != (num_atoms,) or batch.shape != (num_atoms,):
             raise ValueError(
-                f"atomic_numbers {list(atomic_numbers.shape)} and batch {list(batch.shape)} must have shape [{num_atoms}]"
+                f"atomic_numbers {list(atomic_numbers.shape)} and batch {list(batch.shape)} "
+                f"must have shape [{num_atoms}]"
             )
         edge_index = self.edges(positions, batch)
         learned = self.model(positions, atomic_numbers, edge_index) * self.energy_scale

@@ -14,7 +14,7 @@ class MLP(nn.Module):
     def __init__(self, sizes: list[int], activate_last: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(sizes) - 2 or activate_last:
                 layers.append(nn.SiLU())

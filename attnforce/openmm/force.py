@@ -1,12 +1,11 @@
 """Add a learned potential to an OpenMM System as an openmm-torch ``TorchForce``."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import openmm
 import openmmtorch  # noqa: F401  (registers TorchForce; torch is imported first, by attnforce.models)
-import torch
 from openmm import app
 
 from attnforce.checkpoint import SavedModel, load_model
@@ -114,7 +113,9 @@ def add_force(
     The topology's elements are checked against the model before anything is added.
     """
     if system.getNumParticles() != topology.getNumAtoms():
-        raise ValueError(f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms")
+        raise ValueError(
+            f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
+        )
     numbers = topology_atomic_numbers(topology, atoms)
     force = create_force(model, numbers, atoms, outputs_forces)
     index = system.addForce(force)
