@@ -21,8 +21,6 @@ A saved model is a ``torch.save``d dict of plain types and tensors, read back wi
 Migrations from older schema versions are explicit functions in :data:`MIGRATIONS`.
 """
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 
 import attnforce
+from attnforce.atomic import atomic_output
 from attnforce.models import Potential, build_model
 
 SCHEMA_VERSION = 1
@@ -66,17 +65,9 @@ class SavedModel:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    """``torch.save`` that leaves no partial file (see :func:`attnforce.atomic.atomic_output`)."""
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(

@@ -7,14 +7,13 @@ indices, whether it outputs forces, its units). :func:`read_metadata` reads it b
 """
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from attnforce.atomic import atomic_output
 from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, load_model
 from attnforce.openmm.module import OpenMMForcesModule, OpenMMModule
 from systems.elements import symbol
@@ -82,17 +81,9 @@ def export_torchscript(
     """Write the TorchScript file for openmm-torch atomically (no partial file on failure); returns its path."""
     saved = model if isinstance(model, SavedModel) else load_model(model)
     scripted, metadata = build_module(saved, atomic_numbers, atom_indices, outputs_forces)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(metadata)})
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return output
+    with atomic_output(output) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    return Path(output)
 
 
 def is_torchscript(path: str | Path) -> bool:

@@ -3,14 +3,15 @@
 ``run_md`` minimises the energy, then integrates with ``LangevinMiddleIntegrator`` (NVT) or ``VerletIntegrator``
 (NVE), writing a DCD trajectory (mdtraj's reporter) with a PDB topology beside it, a CSV of
 step / time / potential / kinetic / total energy / temperature, and a PNG of energies and temperature.
-Every output is written under a temporary name and renamed at the end, so a run that fails leaves none of them.
+Every output is written under a temporary name and renamed at the end, so a run that fails leaves none of them
+(:func:`attnforce.atomic.atomic_output`).
 """
 
 import csv
 import logging
-import os
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
+from attnforce.atomic import atomic_output
 from attnforce.checkpoint import SavedModel
 from attnforce.openmm.force import add_force
 from attnforce.openmm.platform import select_platform
@@ -79,8 +81,39 @@ def plot_energies(energies_csv: Path, output_png: Path) -> None:
     plt.close(fig)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+def _integrate(simulation: app.Simulation, steps: int, report_interval: int, writer, progress: bool) -> None:
+    """Step ``simulation`` to ``steps``, writing a CSV row (``CSV_COLUMNS``) every ``report_interval`` steps."""
+    system = simulation.system
+    degrees_of_freedom = 3 * system.getNumParticles()  # no constraints, no centre-of-mass motion removal
+    gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    writer.writerow(CSV_COLUMNS)
+    bar = tqdm(total=steps, desc="MD", unit="step", disable=not progress)
+    while simulation.currentStep < steps:
+        chunk = min(report_interval, steps - simulation.currentStep)
+        with warnings.catch_warnings():  # the reporter casts OpenMM's float64 positions to DCD's float32
+            warnings.simplefilter("ignore", TypeCastPerformanceWarning)
+            try:
+                simulation.step(chunk)
+            except openmm.OpenMMException as error:
+                if "nan" not in str(error).lower():
+                    raise
+                raise FloatingPointError(
+                    f"after step {simulation.currentStep}: the simulation blew up, coordinates not finite ({error})"
+                ) from None
+        state = simulation.context.getState(getEnergy=True)
+        potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        if not np.isfinite(potential + kinetic):
+            raise FloatingPointError(f"step {simulation.currentStep}: energy is not finite (the simulation blew up)")
+        temperature = 2.0 * kinetic / (degrees_of_freedom * gas_constant)
+        time_ps = state.getTime().value_in_unit(unit.picosecond)
+        writer.writerow(
+            [simulation.currentStep]
+            + [f"{v:.6f}" for v in (time_ps, potential, kinetic, potential + kinetic)]
+            + [f"{temperature:.4f}"]
+        )
+        bar.update(chunk)
+    bar.close()
 
 
 def run_md(
@@ -150,67 +183,22 @@ def run_md(
     else:
         simulation.context.setVelocitiesToTemperature(temperature, seed)
 
-    dcd.parent.mkdir(parents=True, exist_ok=True)
     outputs = [dcd, topology_pdb, energies_csv] + ([plot_png] if plot_png else [])
-    partial = {path: _temporary(path) for path in outputs}
-    degrees_of_freedom = 3 * system.getNumParticles()
-    kinetic_to_kelvin = 2.0 / (
-        degrees_of_freedom * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
-    )
-    try:
-        state = simulation.context.getState(getPositions=True)
+    with ExitStack() as stack:
+        partial = {path: stack.enter_context(atomic_output(path)) for path in outputs}
         with open(partial[topology_pdb], "w") as handle:
-            app.PDBFile.writeFile(molecule.topology, state.getPositions(), handle)
+            app.PDBFile.writeFile(
+                molecule.topology, simulation.context.getState(getPositions=True).getPositions(), handle
+            )
         reporter = mdtraj.reporters.DCDReporter(str(partial[dcd]), report_interval)
         simulation.reporters.append(reporter)
         start = time.perf_counter()
         with open(partial[energies_csv], "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            bar = tqdm(total=steps, desc="MD", unit="step", disable=not progress)
-            while simulation.currentStep < steps:
-                chunk = min(report_interval, steps - simulation.currentStep)
-                with warnings.catch_warnings():  # the reporter casts OpenMM's float64 positions to DCD's float32
-                    warnings.simplefilter("ignore", TypeCastPerformanceWarning)
-                    try:
-                        simulation.step(chunk)
-                    except openmm.OpenMMException as error:
-                        if "nan" not in str(error).lower():
-                            raise
-                        raise FloatingPointError(
-                            f"after step {simulation.currentStep}: the simulation blew up, "
-                            f"coordinates not finite ({error})"
-                        ) from None
-                state = simulation.context.getState(getEnergy=True)
-                potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-                kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-                if not np.isfinite(potential + kinetic):
-                    raise FloatingPointError(
-                        f"step {simulation.currentStep}: energy is not finite (the simulation blew up)"
-                    )
-                time_ps = state.getTime().value_in_unit(unit.picosecond)
-                writer.writerow(
-                    [
-                        simulation.currentStep,
-                        f"{time_ps:.6f}",
-                        f"{potential:.6f}",
-                        f"{kinetic:.6f}",
-                        f"{potential + kinetic:.6f}",
-                        f"{kinetic * kinetic_to_kelvin:.4f}",
-                    ]
-                )
-                bar.update(chunk)
-            bar.close()
+            _integrate(simulation, steps, report_interval, csv.writer(handle), progress)
         wall = time.perf_counter() - start
         reporter.close()
         if plot_png:
             plot_energies(partial[energies_csv], partial[plot_png])
-        for path, tmp in partial.items():
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp in partial.values():
-            tmp.unlink(missing_ok=True)
-        raise
 
     simulated_ns = steps * timestep.value_in_unit(unit.nanosecond)
     result = MDResult(
