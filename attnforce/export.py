@@ -64,6 +64,7 @@ def build_module(
         "units": dict(EXPORTED_UNITS),
         "model_atomic_numbers": saved.atomic_numbers,
         "atomic_numbers": numbers,
+        "element_symbols": [symbol(z) for z in numbers],
         "atom_indices": indices,
         "outputs_forces": outputs_forces,
         "source_model": saved.path,

@@ -112,6 +112,7 @@ def test_exported_file_carries_its_metadata(tmp_path):
     assert metadata["model_units"] == {"length": "angstrom", "energy": "eV"}
     assert metadata["cutoff"] == 4.0
     assert metadata["atomic_numbers"] == ETHANOL
+    assert metadata["element_symbols"] == list("CCOHHHHHH") and metadata["elements"] == [1, 6, 8]
     assert metadata["outputs_forces"] is True
     assert metadata["schema_version"] == 1
 
