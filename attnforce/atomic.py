@@ -7,6 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` if the block succeeds, remove
@@ -17,6 +23,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual permissions
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
