@@ -163,6 +163,8 @@ def run_md(
     topology_pdb = dcd.with_suffix(".pdb")
     energies_csv = Path(energies_csv) if energies_csv else dcd.with_suffix(".csv")
     plot_png = None if plot_png is False else Path(plot_png) if plot_png else dcd.with_suffix(".png")
+    if not isinstance(structure, Molecule) and Path(structure).resolve() == topology_pdb.resolve():
+        raise ValueError(f"the topology written beside {dcd} would overwrite the input structure {structure}")
 
     system = build_system(molecule, model, outputs_forces)  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond

@@ -6,6 +6,7 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
+from openmm import app, unit
 from conftest import ETHANOL, make_saved
 
 from attnforce.checkpoint import save_model
@@ -88,6 +89,17 @@ def test_element_mismatch_is_refused_before_any_output(tmp_path, ethanol_model):
     with pytest.raises(ValueError, match=r"unsupported: atom 0 \(N\)"):
         run_md(ethanol_model, water, 10, out / "t.dcd", progress=False)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_input_structure_is_never_overwritten(tmp_path, ethanol_model, ethanol_xyz):
+    molecule = load_molecule(ethanol_xyz)
+    pdb = tmp_path / "ethanol.pdb"
+    with open(pdb, "w") as handle:
+        app.PDBFile.writeFile(molecule.topology, molecule.positions * unit.angstrom, handle)
+    before = pdb.read_text()
+    with pytest.raises(ValueError, match="would overwrite the input structure"):
+        run_md(ethanol_model, pdb, 10, tmp_path / "ethanol.dcd", progress=False)
+    assert pdb.read_text() == before
 
 
 def test_bad_structures_are_named(tmp_path):
