@@ -6,8 +6,8 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
-from openmm import app, unit
 from conftest import ETHANOL, make_saved
+from openmm import app, unit
 
 from attnforce.checkpoint import save_model
 from integrators.md import run_md
