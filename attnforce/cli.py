@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -67,7 +68,7 @@ def _md(args: argparse.Namespace) -> None:
     else:
         steps = args.steps
     model = load_force_model(args.model)
-    metadata = model.metadata if hasattr(model, "metadata") else read_metadata(model)
+    metadata = read_metadata(model) if isinstance(model, Path) else model.metadata
     result = run_md(
         model,
         args.structure,
@@ -102,12 +103,14 @@ def _info(args: argparse.Namespace) -> None:
 
     if args.model is None:
         print("architectures: " + ", ".join(sorted(ARCHITECTURES)))
-        for file in dict.fromkeys(EMBEDDED_MODELS.values()):
-            names = ", ".join(repr(n) for n, f in EMBEDDED_MODELS.items() if f == file)
-            saved = load_model(names.split(", ")[0].strip("'"))
+        names_by_file: dict[str, list[str]] = {}
+        for name, file in EMBEDDED_MODELS.items():
+            names_by_file.setdefault(file, []).append(name)
+        for file, names in names_by_file.items():
+            saved = load_model(names[0])
             count = sum(p.numel() for p in saved.potential.parameters())
             print(
-                f"embedded model {names} ({file}): {saved.architecture}, {count} parameters; "
+                f"embedded model {', '.join(map(repr, names))} ({file}): {saved.architecture}, {count} parameters; "
                 f"{_describe_metrics(saved.metadata)}"
             )
         return

@@ -107,3 +107,12 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, monkeypatch
     assert main(argv) == 2
     assert message in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+def test_info_lists_each_embedded_model_once_and_describes_one(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "architectures: sake" in out
+    assert out.count("embedded model 'default', 'sake' (aspirin_sake.pt)") == 1 and "test energy MAE" in out
+    assert main(["info", "default"]) == 0
+    assert '"parameters": 325053' in capsys.readouterr().out
