@@ -99,10 +99,26 @@ def _md(args: argparse.Namespace) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import EMBEDDED_MODELS, load_model
-    from attnforce.models import ARCHITECTURES
+    from attnforce.models import ARCHITECTURES, PRESETS, build_model, preset
 
+    if args.model in PRESETS:
+        architecture, hyperparameters = preset(args.model)
+        count = sum(p.numel() for p in build_model(architecture, hyperparameters).parameters())
+        print(
+            json.dumps(
+                {
+                    "preset": args.model,
+                    "architecture": architecture,
+                    "parameters": count,
+                    "hyperparameters": hyperparameters,
+                },
+                indent=2,
+            )
+        )
+        return
     if args.model is None:
         print("architectures: " + ", ".join(sorted(ARCHITECTURES)))
+        print("presets (attnforce info PRESET for one's parameter count): " + ", ".join(PRESETS))
         names_by_file: dict[str, list[str]] = {}
         for name, file in EMBEDDED_MODELS.items():
             names_by_file.setdefault(file, []).append(name)
@@ -177,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--output-forces", action="store_true", help="the model returns forces itself (setOutputsForces)")
     md.set_defaults(handler=_md)
 
-    info = commands.add_parser("info", help="list architectures and embedded models, or describe one model")
-    info.add_argument("model", nargs="?", metavar="MODEL")
+    info = commands.add_parser(
+        "info", help="list architectures, presets and embedded models, or describe one model or preset"
+    )
+    info.add_argument("model", nargs="?", metavar="MODEL|PRESET")
     info.set_defaults(handler=_info)
     return parser
 

@@ -1,13 +1,16 @@
-"""Aspirin MD throughput with the SAKE TorchForce on OpenMM's CPU platform.
+"""Aspirin MD throughput of every architecture and preset as a TorchForce on OpenMM's CPU platform.
 
-For each model, in a fresh process of its own (so that its peak memory is its own):
+Models: the embedded ones (``sake``, ``equiformer``) and every preset of :data:`attnforce.models.PRESETS` with
+random weights (throughput does not depend on the weights). For each, in a fresh process of its own (so that its
+peak memory is its own):
 
 - ``flops``: floating-point operations of one MD step (energy forward + backward for forces), counted by
   ``torch.utils.flop_counter`` (matrix products only: elementwise work is not counted);
 - ``bare``: the (frozen) TorchScript module openmm-torch runs, forward + backward on the same positions, no OpenMM
-  (median of ``--repeats``);
+  (median of ``--repeats``, or of as many as fit in ``--seconds``);
 - ``md``: ``LangevinMiddleIntegrator`` steps/s and ns/day (0.5 fs) in OpenMM with the TorchForce, with openmm-torch
   differentiating the energy (the default) and with the module returning its forces (``setOutputsForces``);
+  ``--steps`` steps, or as many as fit in ``--seconds``;
 - ``overhead``: md step time / bare time - 1, what OpenMM adds around the model;
 - ``floor``: flops / this machine's float32 matrix-multiply rate (2048^2 GEMMs, measured before and after the
   models in the same run, the better of the two: the rate of this machine drifts between runs);
@@ -20,6 +23,7 @@ Run from the repository root::
 """
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -29,15 +33,21 @@ import time
 
 import torch  # before openmm: see attnforce/__init__.py
 
-#: name -> (description, model): "default" is the embedded model; a dict builds a randomly initialised SAKE
-#: (throughput does not depend on the weights) with the aspirin statistics of the embedded model.
-MODELS = {
-    "paper MD17 size": "hidden 64, 6 layers, 4 heads, all pairs",
-    "embedded default": "the shipped aspirin model",
-}
+#: Embedded models, then presets with random weights (the embedded SAKE model's aspirin statistics).
+MODELS = [
+    "sake",
+    "sake-small",
+    "sake-md17",
+    "equiformer",
+    "equiformer-small",
+    "equiformer-small-linear",
+    "equiformer-small-dot-product",
+    "equiformer-md17",
+    "equiformer-md17-linear",
+    "equiformer-md17-dot-product",
+]
 TIMESTEP_FS = 0.5
 WARMUP = 30  # calls before timing: TorchScript's profiling executor optimises after the first few
-PAPER_HYPERPARAMETERS = dict(hidden_features=64, num_layers=6, num_heads=4, num_rbf=50, rbf_cutoff=5.0, cutoff=None)
 
 
 def matmul_rate(threads: int, size: int = 2048, repeats: int = 10) -> float:
@@ -55,20 +65,30 @@ def matmul_rate(threads: int, size: int = 2048, repeats: int = 10) -> float:
 
 
 def _load(name: str):
-    from attnforce.checkpoint import SavedModel, load_model
-    from attnforce.models import SAKE, Potential
+    from attnforce.checkpoint import EMBEDDED_MODELS, SavedModel, load_model
+    from attnforce.models import Potential, build_model, preset
 
-    saved = load_model("default")
-    if name == "embedded default":
-        return saved
+    if name in EMBEDDED_MODELS:
+        return load_model(name)
+    reference = load_model("sake")
+    architecture, hyperparameters = preset(name)
     torch.manual_seed(0)
-    potential = Potential(
-        SAKE(**PAPER_HYPERPARAMETERS), float(saved.potential.energy_scale), saved.potential.element_shifts
-    )
-    return SavedModel(potential.eval(), "sake", PAPER_HYPERPARAMETERS, saved.metadata)
+    model = build_model(architecture, hyperparameters)
+    potential = Potential(model, float(reference.potential.energy_scale), reference.potential.element_shifts)
+    return SavedModel(potential.eval(), architecture, hyperparameters, reference.metadata)
 
 
-def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
+def _timed(run_once, count: int, seconds: float) -> list[float]:
+    """Durations of ``run_once()`` calls: ``count`` of them, or fewer (at least 5) if ``seconds`` run out."""
+    times: list[float] = []
+    while len(times) < count and (len(times) < 5 or sum(times) < seconds):
+        start = time.perf_counter()
+        run_once()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(name: str, threads: int, steps: int, repeats: int, seconds: float) -> dict:
     """Every figure of one model (runs in the worker process)."""
     import openmm
     from openmm import unit
@@ -93,14 +113,12 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
     flops = counter.get_total_flops()
 
     scripted, _ = build_module(saved)
-    times = []
-    for i in range(repeats + WARMUP):  # what openmm-torch does each step: forward, then backward for the forces
-        x = positions_nm.clone().requires_grad_(True)
-        start = time.perf_counter()
-        scripted(x).backward()
-        if i >= WARMUP:
-            times.append(time.perf_counter() - start)
-    bare = statistics.median(times)
+
+    def forward_backward():  # what openmm-torch does each step: forward, then backward for the forces
+        scripted(positions_nm.clone().requires_grad_(True)).backward()
+
+    _timed(forward_backward, WARMUP, seconds)
+    bare = statistics.median(_timed(forward_backward, repeats, seconds))
 
     md = {}
     for mode, outputs_forces in (("energy", False), ("forces", True)):
@@ -113,9 +131,8 @@ def measure(name: str, threads: int, steps: int, repeats: int) -> dict:
         context.setPositions(molecule.positions * unit.angstrom)
         context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
         integrator.step(WARMUP)
-        start = time.perf_counter()
-        integrator.step(steps)
-        md[mode] = (time.perf_counter() - start) / steps
+        chunks = _timed(functools.partial(integrator.step, 10), max(1, steps // 10), seconds)
+        md[mode] = sum(chunks) / (10 * len(chunks))
         del context
 
     ns_per_step = (TIMESTEP_FS * unit.femtosecond).value_in_unit(unit.nanosecond)
@@ -155,16 +172,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch and OpenMM CPU threads")
     parser.add_argument("--steps", type=int, default=300, help="MD steps timed per model")
     parser.add_argument("--repeats", type=int, default=200, help="bare forward+backward evaluations timed")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time limit of each timing loop")
+    parser.add_argument("--models", nargs="+", default=MODELS, help="models to measure (default: all)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.worker, args.threads, args.steps, args.repeats)))
+        print(json.dumps(measure(args.worker, args.threads, args.steps, args.repeats, args.seconds)))
         return
 
     rate_before = matmul_rate(args.threads)
     rows = []
-    for name in MODELS:
+    for name in args.models:
         command = [
             sys.executable,
             "-m",
@@ -177,6 +196,8 @@ def main() -> None:
             str(args.steps),
             "--repeats",
             str(args.repeats),
+            "--seconds",
+            str(args.seconds),
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))

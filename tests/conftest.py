@@ -1,5 +1,7 @@
 """Shared fixtures: model variants to run every physics check on, molecules, and the reference data."""
 
+import copy
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +15,50 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 ASPIRIN_XYZ = DATA / "md17" / "rmd17_aspirin_1000.xyz"
 
-#: Small variants of every architecture (all-pairs and cutoff graphs), the parametrisation of the physics suite.
+_EQUIFORMER = dict(
+    irreps_node="8x0e+4x1o+2x2e",
+    num_layers=2,
+    num_heads=2,
+    irreps_head="4x0e+2x1o+1x2e",
+    irreps_mlp="16x0e+4x1o+2x2e",
+    irreps_feature="8x0e",
+    num_rbf=8,
+    radial_hidden=[8],
+    cutoff=4.0,
+    parity=True,
+    num_atom_types=10,
+    avg_degree=6.0,
+)
+
+#: Small variants of every architecture and of each of their ablations, the parametrisation of the physics suite.
 MODEL_VARIANTS = {
     "sake-allpairs": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=None)),
     "sake-cutoff": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=4.0)),
+    "equiformer-nonlinear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=True)),
+    "equiformer-linear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=False)),
+    "equiformer-dot-product": ("equiformer", dict(_EQUIFORMER, attention="dot_product", nonlinear_messages=False)),
 }
 assert {arch for arch, _ in MODEL_VARIANTS.values()} == set(ARCHITECTURES), "every architecture needs a variant"
+#: Variants with a cutoff radius (the cutoff-smoothness checks).
+CUTOFF_VARIANTS = sorted(name for name, (_, h) in MODEL_VARIANTS.items() if h["cutoff"] is not None)
 
 ETHANOL = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 
 
 def make_potential(variant: str, dtype=torch.float64, seed: int = 0) -> Potential:
-    """A randomly initialised potential; shifts and scale non-trivial so that they are exercised too."""
+    """A randomly initialised potential; shifts and scale non-trivial so that they are exercised too.
+
+    A fresh copy each call (building e3nn modules generates code, which is slow; copying is not)."""
+    return copy.deepcopy(_built_potential(variant, seed)).to(dtype).eval()
+
+
+@functools.cache
+def _built_potential(variant: str, seed: int) -> Potential:
     torch.manual_seed(seed)
     architecture, hyperparameters = MODEL_VARIANTS[variant]
     shifts = torch.zeros(119, dtype=torch.float64)
     shifts[[1, 6, 8]] = torch.tensor([-13.6, -1029.5, -2041.3], dtype=torch.float64)
-    return Potential(build_model(architecture, hyperparameters), 0.3, shifts).to(dtype).eval()
+    return Potential(build_model(architecture, hyperparameters), 0.3, shifts)
 
 
 def make_saved(variant: str, atomic_numbers: list[int], dtype=torch.float32) -> SavedModel:

@@ -1,5 +1,6 @@
 """The command line, as a user types it (in-process through ``main``)."""
 
+import json
 import subprocess
 import sys
 
@@ -19,21 +20,24 @@ def test_help_lists_every_command():
         assert command in done.stdout
 
 
-def test_export_default_model(tmp_path, capsys):
-    assert main(["export", "default", "--output", str(tmp_path / "model.pt")]) == 0
+@pytest.mark.parametrize("model, architecture", [("default", "sake"), ("equiformer", "equiformer")])
+def test_export_embedded_model(tmp_path, capsys, model, architecture):
+    assert main(["export", model, "--output", str(tmp_path / "model.pt")]) == 0
     metadata = read_metadata(tmp_path / "model.pt")
-    assert metadata["architecture"] == "sake" and len(metadata["atomic_numbers"]) == 21
+    assert metadata["architecture"] == architecture and len(metadata["atomic_numbers"]) == 21
     assert "wrote" in capsys.readouterr().out
 
 
-def test_md_with_default_model_and_structure(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["default", "equiformer"])
+def test_md_with_embedded_model_and_structure(tmp_path, capsys, model):
+    """The user switches model and nothing else."""
     dcd = tmp_path / "aspirin.dcd"
     assert (
         main(
             [
                 "md",
                 "--model",
-                "default",
+                model,
                 "--structure",
                 "default",
                 "--steps",
@@ -112,7 +116,15 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tmp_path, monkeypatch
 def test_info_lists_each_embedded_model_once_and_describes_one(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "architectures: sake" in out
+    assert "architectures: equiformer, sake" in out
     assert out.count("embedded model 'default', 'sake' (aspirin_sake.pt)") == 1 and "test energy MAE" in out
+    assert out.count("embedded model 'equiformer' (aspirin_equiformer.pt): equiformer") == 1
+    assert "equiformer-md17, equiformer-md17-linear, equiformer-md17-dot-product" in out
     assert main(["info", "default"]) == 0
     assert '"parameters": 325053' in capsys.readouterr().out
+
+
+def test_info_counts_a_presets_parameters(capsys):
+    assert main(["info", "equiformer-md17"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["architecture"] == "equiformer" and described["parameters"] == 3_496_001

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from attnforce.checkpoint import load_model
-from systems import read_extxyz
-from training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig
-from training.statistics import fit_energy_statistics
+from systems import random_split, read_extxyz
+from training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, load_config
+from training.statistics import fit_average_degree, fit_energy_statistics
 from training.trainer import learning_rate_factor, train
 
 
@@ -61,3 +61,32 @@ def test_short_run_writes_best_model_with_test_metrics(tmp_path, aspirin_xyz):
     assert saved.metadata["split"] == {"sizes": [24, 8, 8], "seed": 0}
     assert saved.metadata["test_frames"] == 8
     assert np.isfinite(result.test_metrics["force_mae_mev_per_a"])
+
+
+def test_average_degree_counts_neighbours_within_the_cutoff(aspirin_xyz):
+    frames = read_extxyz(aspirin_xyz, "meV").subset(np.arange(5))
+    distances = np.linalg.norm(frames.positions[:, :, None] - frames.positions[:, None], axis=-1)
+    for cutoff in (1.2, 3.0, 5.0):
+        by_atom = [(np.count_nonzero(d[i] < cutoff) - 1) for d in distances for i in range(d.shape[0])]
+        assert fit_average_degree(frames, cutoff) == pytest.approx(np.mean(by_atom), rel=1e-12)
+
+
+def test_preset_run_stops_on_its_cpu_budget_and_stores_the_fitted_degree(tmp_path, aspirin_xyz):
+    """An Equiformer preset (shrunk by overrides) under a CPU-time budget: the run stops on the budget, and the
+    resolved config and the saved model carry the preset's hyperparameters with ``avg_degree`` fitted."""
+    overrides = dict(irreps_node="8x0e+2x1o", irreps_head="2x0e+1x1o", irreps_mlp="8x0e+2x1o", num_layers=1)
+    config = ExperimentConfig(
+        data=DataConfig(path=str(aspirin_xyz), energy_unit="meV", split=[16, 4, 4], seed=0),
+        model=ModelConfig(preset="equiformer-small-dot-product", hyperparameters=overrides),
+        training=TrainingConfig(epochs=1000, batch_size=4, warmup_epochs=0, max_cpu_minutes=0.02),
+        output=str(tmp_path / "run"),
+    )
+    result = train(config, progress=False)
+    assert 1 <= result.epochs < 1000
+    saved = load_model(result.best_model)
+    assert saved.architecture == "equiformer"
+    assert saved.hyperparameters["attention"] == "dot_product" and saved.hyperparameters["irreps_node"] == "8x0e+2x1o"
+    train_frames = read_extxyz(aspirin_xyz, "meV").subset(random_split(1000, [16, 4, 4], 0)[0])
+    assert saved.hyperparameters["avg_degree"] == pytest.approx(fit_average_degree(train_frames, 5.0))
+    resolved = load_config(tmp_path / "run" / "config.yaml")
+    assert resolved.model.architecture == "equiformer" and resolved.model.hyperparameters == saved.hyperparameters

@@ -20,10 +20,24 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Architecture name (see :data:`attnforce.models.ARCHITECTURES`) and its keyword arguments."""
+    """Architecture name (see :data:`attnforce.models.ARCHITECTURES`) and its keyword arguments.
+
+    ``preset`` (see :data:`attnforce.models.PRESETS`) sets both; ``hyperparameters`` given beside it override the
+    preset's one by one. The resolved config saved with a run names the architecture and every hyperparameter.
+    """
 
     architecture: str = "sake"
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    preset: Optional[str] = None
+
+    def resolved(self) -> "ModelConfig":
+        """The architecture and full hyperparameters, with any preset expanded."""
+        if self.preset is None:
+            return ModelConfig(self.architecture, dict(self.hyperparameters))
+        from attnforce.models import preset
+
+        architecture, hyperparameters = preset(self.preset)
+        return ModelConfig(architecture, {**hyperparameters, **self.hyperparameters}, self.preset)
 
 
 @dataclass
@@ -32,8 +46,9 @@ class TrainingConfig:
 
     The loss is ``energy_weight * MSE(E / n_atoms) + force_weight * MSE(F)`` in eV and eV/Å; the learning rate
     warms up linearly for ``warmup_epochs`` then follows a cosine to ``min_learning_rate`` at ``epochs``.
-    ``max_minutes`` stops early on a wall-clock budget, and the cosine then runs over whichever of the epochs or
-    the budget is spent first.
+    ``max_minutes`` stops early on a wall-clock budget, ``max_cpu_minutes`` on the process's CPU time (a budget
+    that other work on the machine does not eat into: for comparing models), and the cosine then runs over
+    whichever of the epochs or the budgets is spent first.
     """
 
     epochs: int = 100
@@ -44,6 +59,7 @@ class TrainingConfig:
     energy_weight: float = 1.0
     force_weight: float = 1.0
     max_minutes: Optional[float] = None
+    max_cpu_minutes: Optional[float] = None
     seed: int = 0
     dtype: str = "float32"
     threads: Optional[int] = None

@@ -29,3 +29,12 @@ def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
     if not scale > 0:
         raise ValueError(f"{frames.source}: the training energies do not vary; no energy scale can be fitted")
     return scale, shifts
+
+
+def fit_average_degree(frames: Frames, cutoff: float) -> float:
+    """Mean number of neighbours within ``cutoff`` (Å) per atom over the frames."""
+    positions = np.asarray(frames.positions, dtype=np.float64)
+    distances = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
+    num_atoms = positions.shape[1]
+    neighbours = (distances < cutoff).sum() - len(frames) * num_atoms  # minus each atom's distance to itself
+    return float(neighbours / (len(frames) * num_atoms))

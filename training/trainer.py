@@ -6,6 +6,8 @@ and its errors are stored in the saved model's metadata.
 """
 
 import csv
+import dataclasses
+import inspect
 import logging
 import math
 import time
@@ -18,12 +20,12 @@ from tqdm.auto import tqdm
 
 from attnforce import keys
 from attnforce.checkpoint import load_model, save_model
-from attnforce.models import Potential, build_model
+from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from training.config import ExperimentConfig, dump_config
 from training.evaluation import error_metrics, metrics, predict
 from training.losses import energy_force_loss
-from training.statistics import fit_energy_statistics
+from training.statistics import fit_average_degree, fit_energy_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,28 @@ def learning_rate_factor(
         return (epoch + 1) / (warmup_epochs + 1)
     progress = max((epoch - warmup_epochs) / max(1, epochs - warmup_epochs), time_fraction)
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _budget_spent(settings, wall_seconds: float, cpu_seconds: float) -> float:
+    """The largest fraction spent of the wall-clock and CPU-time budgets (0 without budgets)."""
+    spent = 0.0
+    if settings.max_minutes:
+        spent = max(spent, wall_seconds / (60 * settings.max_minutes))
+    if settings.max_cpu_minutes:
+        spent = max(spent, cpu_seconds / (60 * settings.max_cpu_minutes))
+    return spent
+
+
+def _fit_model_statistics(model_config, train_frames: Frames):
+    """Fill the hyperparameters that are fitted on the training set (Equiformer's ``avg_degree``)."""
+    hyperparameters = dict(model_config.hyperparameters)
+    architecture = ARCHITECTURES.get(model_config.architecture)
+    accepts = inspect.signature(architecture).parameters if architecture is not None else {}
+    if "avg_degree" in accepts and hyperparameters.get("avg_degree") is None:
+        cutoff = hyperparameters.get("cutoff", accepts["cutoff"].default)
+        hyperparameters["avg_degree"] = fit_average_degree(train_frames, cutoff)
+        logger.info("mean number of neighbours within %.2f Å: %.3f", cutoff, hyperparameters["avg_degree"])
+    return dataclasses.replace(model_config, hyperparameters=hyperparameters)
 
 
 def _batch_loss(potential: Potential, frames: Frames, indices: np.ndarray, dtype, config) -> torch.Tensor:
@@ -138,6 +162,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
         "data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx))
     )
     scale, shifts = fit_energy_statistics(train_frames)
+    config = dataclasses.replace(config, model=_fit_model_statistics(config.model.resolved(), train_frames))
     try:
         model = build_model(config.model.architecture, config.model.hyperparameters)
     except TypeError as error:
@@ -161,13 +186,14 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
 
     best_val = math.inf
     start = time.perf_counter()
+    start_cpu = time.process_time()
     epochs_run = 0
     with open(metrics_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
         for epoch in bar:
-            spent = (time.perf_counter() - start) / (60 * settings.max_minutes) if settings.max_minutes else 0.0
+            spent = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
             lr = settings.learning_rate * learning_rate_factor(
                 epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
             )
@@ -218,10 +244,8 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
                 val["force_mae_mev_per_a"],
             )
             epochs_run = epoch + 1
-            if settings.max_minutes is not None and time.perf_counter() - start > 60 * settings.max_minutes:
-                logger.info(
-                    "stopping after %d epochs: the %.1f-minute budget is spent", epochs_run, settings.max_minutes
-                )
+            if _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu) >= 1.0:
+                logger.info("stopping after %d epochs: the time budget is spent", epochs_run)
                 break
 
     wall = time.perf_counter() - start

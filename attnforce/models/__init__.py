@@ -2,11 +2,13 @@
 
 from torch import nn
 
+from attnforce.models.equiformer import Equiformer
 from attnforce.models.potential import Potential
+from attnforce.models.presets import PRESETS, preset
 from attnforce.models.sake import SAKE
 
 #: Every architecture the package can build; drives the CLI choices and the tests' parametrisation.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"sake": SAKE}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"sake": SAKE, "equiformer": Equiformer}
 
 
 def build_model(architecture: str, hyperparameters: dict) -> nn.Module:
@@ -16,4 +18,4 @@ def build_model(architecture: str, hyperparameters: dict) -> nn.Module:
     return ARCHITECTURES[architecture](**hyperparameters)
 
 
-__all__ = ["ARCHITECTURES", "Potential", "SAKE", "build_model"]
+__all__ = ["ARCHITECTURES", "PRESETS", "Equiformer", "Potential", "SAKE", "build_model", "preset"]
