@@ -40,7 +40,7 @@ UNITS = {"length": "angstrom", "energy": "eV"}
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 #: Models that ship with the package, by the name accepted wherever a MODEL is.
-EMBEDDED_MODELS = {"default": "aspirin_sake.pt", "sake": "aspirin_sake.pt"}
+EMBEDDED_MODELS = {"default": "aspirin_sake.pt", "sake": "aspirin_sake.pt", "equiformer": "aspirin_equiformer.pt"}
 
 
 @dataclass
@@ -102,7 +102,7 @@ def save_model(
 
 
 def resolve_model_path(model: str | Path) -> Path:
-    """A saved model's path, or an embedded model's (``default``, ``sake``) inside the package."""
+    """A saved model's path, or an embedded model's (``default``, ``sake``, ``equiformer``) inside the package."""
     if str(model) in EMBEDDED_MODELS:
         return Path(str(resources.files("attnforce") / "data" / EMBEDDED_MODELS[str(model)]))
     path = Path(model)

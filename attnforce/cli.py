@@ -1,7 +1,7 @@
-"""attnforce: attention-based equivariant ML potentials (SAKE) as OpenMM forces.
+"""attnforce: attention-based equivariant ML potentials (SAKE, Equiformer) as OpenMM forces.
 
-MODEL is a saved model file or the name of an embedded model (default, sake); STRUCTURE an .xyz or .pdb file or
-the embedded molecule (default, aspirin).
+MODEL is a saved model file or the name of an embedded model (default = sake, equiformer); STRUCTURE an .xyz or
+.pdb file or the embedded molecule (default, aspirin).
 """
 
 import argparse

@@ -26,17 +26,19 @@ class ModelConfig:
     preset's one by one. The resolved config saved with a run names the architecture and every hyperparameter.
     """
 
-    architecture: str = "sake"
+    architecture: Optional[str] = None  # "sake" when neither it nor a preset is given
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     preset: Optional[str] = None
 
     def resolved(self) -> "ModelConfig":
         """The architecture and full hyperparameters, with any preset expanded."""
         if self.preset is None:
-            return ModelConfig(self.architecture, dict(self.hyperparameters))
+            return ModelConfig(self.architecture or "sake", dict(self.hyperparameters))
         from attnforce.models import preset
 
         architecture, hyperparameters = preset(self.preset)
+        if self.architecture not in (None, architecture):
+            raise ValueError(f"model: preset {self.preset!r} is a {architecture} model, not {self.architecture}")
         return ModelConfig(architecture, {**hyperparameters, **self.hyperparameters}, self.preset)
 
 
@@ -46,9 +48,9 @@ class TrainingConfig:
 
     The loss is ``energy_weight * MSE(E / n_atoms) + force_weight * MSE(F)`` in eV and eV/Å; the learning rate
     warms up linearly for ``warmup_epochs`` then follows a cosine to ``min_learning_rate`` at ``epochs``.
-    ``max_minutes`` stops early on a wall-clock budget, ``max_cpu_minutes`` on the process's CPU time (a budget
-    that other work on the machine does not eat into: for comparing models), and the cosine then runs over
-    whichever of the epochs or the budgets is spent first.
+    ``max_minutes`` stops early on a wall-clock budget, ``max_cpu_minutes`` on the process's CPU time summed over
+    its threads (a budget that other work on the machine does not eat into: for comparing models), and the
+    cosine then runs over whichever of the epochs or the budgets is spent first.
     """
 
     epochs: int = 100

@@ -31,10 +31,12 @@ def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
     return scale, shifts
 
 
-def fit_average_degree(frames: Frames, cutoff: float) -> float:
-    """Mean number of neighbours within ``cutoff`` (Å) per atom over the frames."""
-    positions = np.asarray(frames.positions, dtype=np.float64)
-    distances = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
-    num_atoms = positions.shape[1]
-    neighbours = (distances < cutoff).sum() - len(frames) * num_atoms  # minus each atom's distance to itself
-    return float(neighbours / (len(frames) * num_atoms))
+def fit_average_degree(frames: Frames, cutoff: float, chunk: int = 256) -> float:
+    """Mean number of neighbours within ``cutoff`` (Å) per atom over the frames (``chunk`` frames at a time)."""
+    num_frames, num_atoms = frames.positions.shape[:2]
+    neighbours = 0
+    for first in range(0, num_frames, chunk):
+        positions = np.asarray(frames.positions[first : first + chunk], dtype=np.float64)
+        distances = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
+        neighbours += int((distances < cutoff).sum()) - len(positions) * num_atoms  # minus each atom itself
+    return neighbours / (num_frames * num_atoms)

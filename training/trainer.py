@@ -57,7 +57,7 @@ def learning_rate_factor(
     """Linear warm-up over ``warmup_epochs``, then a cosine from 1 to ``min_factor``.
 
     The cosine's progress is the larger of the fraction of epochs done and ``time_fraction``, the fraction of a
-    wall-clock budget spent, so a run stopped by its budget still ends at the low learning rate.
+    time budget spent, so a run stopped by its budget still ends at the low learning rate.
     """
     if epoch < warmup_epochs:
         return (epoch + 1) / (warmup_epochs + 1)
@@ -65,14 +65,14 @@ def learning_rate_factor(
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _budget_spent(settings, wall_seconds: float, cpu_seconds: float) -> float:
-    """The largest fraction spent of the wall-clock and CPU-time budgets (0 without budgets)."""
-    spent = 0.0
-    if settings.max_minutes:
-        spent = max(spent, wall_seconds / (60 * settings.max_minutes))
-    if settings.max_cpu_minutes:
-        spent = max(spent, cpu_seconds / (60 * settings.max_cpu_minutes))
-    return spent
+def _budget_spent(settings, wall_seconds: float, cpu_seconds: float) -> tuple[float, str]:
+    """The largest fraction spent of the wall-clock and CPU-time budgets (0 without budgets), and its name."""
+    spent, name = 0.0, ""
+    if settings.max_minutes is not None:
+        spent, name = wall_seconds / (60 * settings.max_minutes), f"{settings.max_minutes}-minute wall-clock"
+    if settings.max_cpu_minutes is not None and cpu_seconds / (60 * settings.max_cpu_minutes) > spent:
+        spent, name = cpu_seconds / (60 * settings.max_cpu_minutes), f"{settings.max_cpu_minutes}-minute CPU-time"
+    return spent, name
 
 
 def _fit_model_statistics(model_config, train_frames: Frames):
@@ -193,7 +193,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
         writer.writeheader()
         bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
         for epoch in bar:
-            spent = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
+            spent, _ = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
             lr = settings.learning_rate * learning_rate_factor(
                 epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
             )
@@ -244,8 +244,9 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
                 val["force_mae_mev_per_a"],
             )
             epochs_run = epoch + 1
-            if _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu) >= 1.0:
-                logger.info("stopping after %d epochs: the time budget is spent", epochs_run)
+            spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
+            if spent >= 1.0:
+                logger.info("stopping after %d epochs: the %s budget is spent", epochs_run, budget)
                 break
 
     wall = time.perf_counter() - start

@@ -9,7 +9,8 @@ Equivariant graph attention (per edge j -> i, H heads):
 1. the message starts from linear maps of the source and target features, ``x_ij = W_s h_j + W_t h_i``;
 2. a depthwise tensor product with the spherical harmonics of the edge, weighted per edge by an MLP of the
    radial basis, then a linear map;
-3. ``attention="mlp"`` (the paper's): logits ``a_k . LeakyReLU(f_ij,k)`` from scalar channels of the message;
+3. ``attention="mlp"`` (the paper's): logits ``a_k . SmoothLeakyReLU(f_ij,k)`` from scalar channels of the
+   message;
    ``"dot_product"``: the scaled dot product of a query from ``h_i`` with a key from the message;
 4. values: ``nonlinear_messages=True`` gates the message and applies a second depthwise tensor product (the
    paper's non-linear message passing); ``False`` takes the values from the same linear map as the logits;
@@ -18,13 +19,15 @@ Equivariant graph attention (per edge j -> i, H heads):
 Smoothness at the cutoff, which the published model lacks (its radial MLP and softmax do not vanish there):
 every softmax term is multiplied by a cosine envelope and the softmax has a fixed "null neighbour" of logit 0,
 and the edge-degree embedding is weighted by the same envelope, so energies and forces are continuous as atoms
-cross the cutoff. Neither adds a parameter: the paper presets count exactly the official build's parameters.
+cross the cutoff. Neither adds a parameter: the ``equiformer-md17`` preset counts exactly the official build's
+3,496,001 parameters.
 """
 
 from typing import Optional
 
 import torch
 from e3nn import o3
+from e3nn.math import normalize2mom
 from torch import Tensor, nn
 
 from attnforce.nn import CosineCutoff, ExpNormalSmearing, scatter_sum, segment_softmax
@@ -35,6 +38,7 @@ from attnforce.nn.equivariant import (
     HeadIndex,
     SphericalHarmonics,
     gated,
+    sort_even_first,
 )
 
 ATTENTION_KINDS = ("mlp", "dot_product")
@@ -43,6 +47,34 @@ ATTENTION_KINDS = ("mlp", "dot_product")
 def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
     """``(1+a)/2 x + (1-a)/2 x (2 sigmoid(x) - 1)``: leaky-ReLU-like, infinitely differentiable."""
     return 0.5 * (1.0 + negative_slope) * x + 0.5 * (1.0 - negative_slope) * x * (2.0 * torch.sigmoid(x) - 1.0)
+
+
+#: e3nn's second-moment normalisation (as its activations and the paper's): unit-variance outputs for N(0, 1) inputs.
+SMOOTH_LEAKY_RELU_SCALE = float(normalize2mom(smooth_leaky_relu).cst)
+SILU_SCALE = float(normalize2mom(nn.functional.silu).cst)
+
+
+class ScaledSiLU(nn.Module):
+    """SiLU with e3nn's second-moment normalisation. Shapes: any -> same."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = SILU_SCALE
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.silu(x) * self.scale
+
+
+def check_sorted(irreps: o3.Irreps, what: str) -> o3.Irreps:
+    """``irreps`` if sorted by l (even before odd) with each irrep once; ValueError otherwise (gates and
+    tensor-product outputs come out in that order, so features must be laid out in it too)."""
+    irreps = o3.Irreps(irreps)
+    if irreps != sort_even_first(irreps)[0].simplify():
+        raise ValueError(
+            f"{what} must be sorted by l, even first, each irrep once "
+            f"(like {sort_even_first(irreps)[0].simplify()}), got {irreps}"
+        )
+    return irreps
 
 
 class GraphAttention(nn.Module):
@@ -82,6 +114,7 @@ class GraphAttention(nn.Module):
         irreps_values = self.heads.irreps
         alpha_per_head = sum(mul for mul, ir in o3.Irreps(irreps_head) if ir == SCALAR)
         self.alpha_per_head = alpha_per_head
+        self.activation_scale = SMOOTH_LEAKY_RELU_SCALE
 
         self.merge_source = o3.Linear(irreps_node, irreps_node, biases=True)
         self.merge_target = o3.Linear(irreps_node, irreps_node, biases=False)
@@ -163,7 +196,7 @@ class GraphAttention(nn.Module):
                 message = self.message_linear(message)
                 alpha = message.narrow(1, 0, self.num_heads * self.alpha_per_head)
                 values = message.narrow(1, alpha.shape[1], message.shape[1] - alpha.shape[1])
-            alpha = smooth_leaky_relu(alpha.reshape(-1, self.num_heads, self.alpha_per_head))
+            alpha = smooth_leaky_relu(alpha.reshape(-1, self.num_heads, self.alpha_per_head)) * self.activation_scale
             logits = (alpha * alpha_dot).sum(-1)
 
         attention = segment_softmax(logits, target, num_nodes, envelope, self.null_logit)  # (E, H)
@@ -232,6 +265,10 @@ class EdgeDegreeEmbedding(nn.Module):
         self.constant = o3.Linear("1x0e", irreps_node, biases=True)
         self.tensor_product = DepthwiseTensorProduct(irreps_node, irreps_sh, irreps_node, radial_neurons)
         self.linear = o3.Linear(self.tensor_product.irreps_out, irreps_node, biases=True)
+        if avg_degree is not None and not avg_degree > 0:
+            raise ValueError(
+                f"avg_degree must be positive (no atom has a neighbour within the cutoff?), got {avg_degree}"
+            )
         self.inverse_sqrt_degree = 1.0 if avg_degree is None else float(avg_degree) ** -0.5
 
     def forward(self, num_nodes: int, edge_index: Tensor, sh: Tensor, rbf: Tensor, envelope: Tensor) -> Tensor:
@@ -260,7 +297,7 @@ class Equiformer(nn.Module):
             from its mirror image). Node irreps must use the same parities.
         num_atom_types: one-hot size of the atom embedding; atomic numbers must be below it (paper: 64).
         avg_degree: mean number of neighbours within the cutoff in the training set (the trainer fits it when
-            None); normalises the edge-degree embedding.
+            None); the edge-degree embedding is divided by its root (not at all when None).
 
     Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E) -> (N,).
     """
@@ -283,7 +320,9 @@ class Equiformer(nn.Module):
         avg_degree: Optional[float] = None,
     ):
         super().__init__()
-        node = o3.Irreps(irreps_node)
+        node = check_sorted(irreps_node, "irreps_node")
+        check_sorted(irreps_head, "irreps_head")
+        check_sorted(irreps_mlp, "irreps_mlp")
         feature = o3.Irreps(irreps_feature)
         if any(ir != SCALAR for _, ir in feature):
             raise ValueError(f"irreps_feature must be even scalars, got {feature}")
@@ -295,6 +334,8 @@ class Equiformer(nn.Module):
         self.cutoff: Optional[float] = float(cutoff)
         self.num_atom_types = num_atom_types
         self.embedding = o3.Linear(f"{num_atom_types}x0e", node, biases=True)
+        with torch.no_grad():  # a one-hot input has norm 1, not sqrt(num_atom_types): unit-variance embeddings
+            self.embedding.weight.mul_(num_atom_types**0.5)
         self.spherical_harmonics = SphericalHarmonics(sh, normalize=True, normalization="component")
         self.rbf = ExpNormalSmearing(num_rbf, 0.0, cutoff, trainable=False)
         self.envelope = CosineCutoff(cutoff)
@@ -317,7 +358,7 @@ class Equiformer(nn.Module):
         )
         self.norm = EquivariantLayerNorm(feature)
         self.head = nn.Sequential(
-            o3.Linear(feature, feature, biases=True), nn.SiLU(), o3.Linear(feature, "1x0e", biases=True)
+            o3.Linear(feature, feature, biases=True), ScaledSiLU(), o3.Linear(feature, "1x0e", biases=True)
         )
 
     def forward(self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor) -> Tensor:
