@@ -133,7 +133,7 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
     try:
-        model = build_model(stored["architecture"], stored["hyperparameters"])
+        model = build_model(stored["architecture"], stored["hyperparameters"], dtype)
         potential = Potential(model, 1.0, torch.zeros(119))  # scale and shifts come with the state_dict
         potential.load_state_dict(stored["state_dict"])
         metadata = stored["metadata"]

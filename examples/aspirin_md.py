@@ -16,7 +16,7 @@ molecule = load_molecule("aspirin")  # the molecule that ships with the package;
 system = openmm.System()
 for atom in molecule.topology.atoms():
     system.addParticle(atom.element.mass)
-add_force(system, molecule.topology, "default")  # checks the topology's elements against the model
+add_force(system, molecule.topology, "default")  # or "equiformer"; checks the elements against the model
 
 integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
 simulation = app.Simulation(molecule.topology, system, integrator, select_platform("auto"))

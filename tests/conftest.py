@@ -58,7 +58,7 @@ def _built_potential(variant: str, seed: int) -> Potential:
     architecture, hyperparameters = MODEL_VARIANTS[variant]
     shifts = torch.zeros(119, dtype=torch.float64)
     shifts[[1, 6, 8]] = torch.tensor([-13.6, -1029.5, -2041.3], dtype=torch.float64)
-    return Potential(build_model(architecture, hyperparameters), 0.3, shifts)
+    return Potential(build_model(architecture, hyperparameters, torch.float64), 0.3, shifts)
 
 
 def make_saved(variant: str, atomic_numbers: list[int], dtype=torch.float32) -> SavedModel:
