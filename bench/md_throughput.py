@@ -33,19 +33,10 @@ import time
 
 import torch  # before openmm: see attnforce/__init__.py
 
-#: Embedded models, then presets with random weights (the embedded SAKE model's aspirin statistics).
-MODELS = [
-    "sake",
-    "sake-small",
-    "sake-md17",
-    "equiformer",
-    "equiformer-small",
-    "equiformer-small-linear",
-    "equiformer-small-dot-product",
-    "equiformer-md17",
-    "equiformer-md17-linear",
-    "equiformer-md17-dot-product",
-]
+from attnforce.models import PRESETS
+
+#: The embedded models, then every preset with random weights (the embedded SAKE model's aspirin statistics).
+MODELS = ["sake", "equiformer", *PRESETS]
 TIMESTEP_FS = 0.5
 WARMUP = 30  # calls before timing: TorchScript's profiling executor optimises after the first few
 

@@ -24,9 +24,10 @@ def build_model(architecture: str, hyperparameters: dict, dtype: Optional[torch.
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(previous if dtype is None else dtype)
+    dtype = previous if dtype is None else dtype
+    torch.set_default_dtype(dtype)
     try:
-        return ARCHITECTURES[architecture](**hyperparameters).to(previous if dtype is None else dtype)
+        return ARCHITECTURES[architecture](**hyperparameters).to(dtype)
     finally:
         torch.set_default_dtype(previous)
 

@@ -69,11 +69,9 @@ def check_sorted(irreps: o3.Irreps, what: str) -> o3.Irreps:
     """``irreps`` if sorted by l (even before odd) with each irrep once; ValueError otherwise (gates and
     tensor-product outputs come out in that order, so features must be laid out in it too)."""
     irreps = o3.Irreps(irreps)
-    if irreps != sort_even_first(irreps)[0].simplify():
-        raise ValueError(
-            f"{what} must be sorted by l, even first, each irrep once "
-            f"(like {sort_even_first(irreps)[0].simplify()}), got {irreps}"
-        )
+    expected = sort_even_first(irreps)[0].simplify()
+    if irreps != expected:
+        raise ValueError(f"{what} must be sorted by l, even first, each irrep once (like {expected}), got {irreps}")
     return irreps
 
 
@@ -321,13 +319,13 @@ class Equiformer(nn.Module):
     ):
         super().__init__()
         node = check_sorted(irreps_node, "irreps_node")
-        check_sorted(irreps_head, "irreps_head")
-        check_sorted(irreps_mlp, "irreps_mlp")
+        head = check_sorted(irreps_head, "irreps_head")
+        mlp = check_sorted(irreps_mlp, "irreps_mlp")
         feature = o3.Irreps(irreps_feature)
         if any(ir != SCALAR for _, ir in feature):
             raise ValueError(f"irreps_feature must be even scalars, got {feature}")
         sh = o3.Irreps.spherical_harmonics(node.lmax, p=-1 if parity else 1)
-        for _, ir in node + o3.Irreps(irreps_head) + o3.Irreps(irreps_mlp):
+        for _, ir in node + head + mlp:
             if ir.p != (-1 if parity else 1) ** ir.l:
                 raise ValueError(f"irrep {ir} does not match parity={parity}: use {'1o/2e' if parity else '1e/2e'}")
         radial = [num_rbf] + list([64, 64] if radial_hidden is None else radial_hidden)
@@ -346,8 +344,8 @@ class Equiformer(nn.Module):
                     node,
                     feature if i == num_layers - 1 else node,
                     sh,
-                    o3.Irreps(irreps_head),
-                    o3.Irreps(irreps_mlp),
+                    head,
+                    mlp,
                     num_heads,
                     radial,
                     attention,
