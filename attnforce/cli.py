@@ -1,7 +1,8 @@
 """attnforce: attention-based equivariant ML potentials (SAKE, Equiformer) as OpenMM forces.
 
 MODEL is a saved model file or the name of an embedded model (default = sake, equiformer); STRUCTURE an .xyz or
-.pdb file or the embedded molecule (default, aspirin).
+.pdb file or the embedded molecule (default, aspirin). `forecast` runs learned integrators: its default MODEL is
+the task's embedded one (nbody, walking).
 """
 
 import argparse
@@ -29,12 +30,22 @@ def _describe_metrics(metadata: dict) -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from training.config import load_config
+    from training.config import ForecastExperimentConfig, load_config
+    from training.forecast_trainer import train_forecaster
     from training.trainer import train
 
     config = load_config(args.config)
     if args.output:
         config.output = args.output
+    if isinstance(config, ForecastExperimentConfig):
+        result = train_forecaster(config)
+        test = result.test_metrics
+        print(
+            f"best model: {result.best_model} after {result.epochs} epochs ({result.wall_seconds / 60:.1f} min); "
+            f"test position MSE {test['position_mse']:.5g} (constant velocity: "
+            f"{test['constant_velocity_position_mse']:.5g}) over {test['samples']} samples"
+        )
+        return
     result = train(config)
     test = result.test_metrics
     print(
@@ -95,6 +106,72 @@ def _md(args: argparse.Namespace) -> None:
         f"{result.steps} steps of {args.timestep_fs} fs on {result.platform}: "
         f"{result.steps_per_second:.1f} steps/s, {result.ns_per_day:.3f} ns/day"
     )
+
+
+def _forecast(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from integrators.forecast import ensemble, rollout
+    from integrators.forecast_outputs import plot_forecast, read_initial_states, write_dcd, write_npz
+    from integrators.saved import load_forecaster
+    from systems.forecasting import reference_paths
+
+    saved = load_forecaster(args.model, args.task)
+    task = saved.task
+    if args.horizons > 1 and not saved.predicts_velocities:
+        raise ValueError(
+            f"{saved.path} was trained on positions only, so its velocities are not forecasts: roll-outs of "
+            "several horizons need a model trained with a velocity loss (such as the embedded ones)"
+        )
+    reference = None
+    if args.initial:
+        positions, velocities, types, charges = read_initial_states(args.initial, task)
+    else:
+        paths = reference_paths(task.name, args.horizons, args.data_dir)
+        positions, velocities, types, charges = paths.positions, paths.velocities, paths.types, paths.charges
+        reference = paths.paths
+    forecast, forecast_velocities = rollout(saved.model, positions, velocities, types, args.horizons)
+    arrays = {
+        "positions": forecast,
+        "velocities": forecast_velocities,
+        "types": types,
+        "time": np.arange(args.horizons + 1) * task.horizon,
+    }
+    if charges is not None:
+        arrays["charges"] = charges
+    summary = [f"{len(forecast)} systems, {args.horizons} horizon(s) of {task.horizon:.4g} {task.time_unit}"]
+    if reference is not None:
+        truth = reference[:, :: task.horizon_frames]
+        arrays["reference_positions"] = truth
+        arrays["position_mse"] = ((forecast - truth) ** 2).mean(axis=(0, 2, 3))
+        summary.append(
+            "position MSE per horizon vs the reference: " + ", ".join(f"{m:.4g}" for m in arrays["position_mse"][1:])
+        )
+    if args.ensemble:
+        members, spread = ensemble(
+            saved.model,
+            positions,
+            velocities,
+            types,
+            args.horizons,
+            args.ensemble,
+            args.noise,
+            args.velocity_noise,
+            args.seed,
+        )
+        arrays["ensemble_positions"], arrays["spread"] = members, spread
+        summary.append(
+            f"ensemble of {args.ensemble} (noise {args.noise:g} {task.length_unit}): mean spread per horizon "
+            + ", ".join(f"{m:.4g}" for m in spread.mean(axis=0))
+        )
+    written = [str(write_npz(args.output, **arrays))]
+    if args.dcd:
+        written += map(str, write_dcd(args.dcd, forecast, task, types))
+    if args.png:
+        span = None if reference is None else reference
+        written.append(str(plot_forecast(args.png, task, forecast, span)))
+    print(f"model: {saved.path} ({saved.architecture}, {task.name}); " + "; ".join(summary))
+    print("wrote " + ", ".join(written))
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -192,6 +269,35 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--no-minimize", action="store_true", help="skip energy minimisation")
     md.add_argument("--output-forces", action="store_true", help="the model returns forces itself (setOutputsForces)")
     md.set_defaults(handler=_md)
+
+    forecast = commands.add_parser(
+        "forecast", help="forecast trajectories with a learned integrator (SAKE's velocity update)"
+    )
+    forecast.add_argument("--task", required=True, choices=["nbody", "walking", "running"])
+    forecast.add_argument(
+        "--model",
+        default="default",
+        metavar="MODEL",
+        help="saved learned integrator or default (the task's embedded one)",
+    )
+    forecast.add_argument(
+        "--initial",
+        help="NPZ of initial states: positions, velocities (S,N,3) [+ charges (S,N)]; default: the test set",
+    )
+    forecast.add_argument("--data-dir", help="folder holding cmu_mocap/ and eghn_motion/ (motion test sets)")
+    forecast.add_argument("--horizons", type=_positive_int, default=1, help="horizons to roll out (default: 1)")
+    forecast.add_argument("--output", required=True, help="NPZ to write: positions (S,K+1,N,3), index 0 = input")
+    forecast.add_argument("--dcd", help="also write the forecast trajectories as DCD (+ PDB topology beside it)")
+    forecast.add_argument("--png", help="also plot reference vs forecast paths")
+    forecast.add_argument(
+        "--ensemble", type=_positive_int, help="also roll out this many perturbed copies of each state"
+    )
+    forecast.add_argument(
+        "--noise", type=float, default=0.01, help="ensemble position noise, length units (default: %(default)s)"
+    )
+    forecast.add_argument("--velocity-noise", type=float, default=0.0, help="ensemble velocity noise (default: 0)")
+    forecast.add_argument("--seed", type=int, default=0, help="seed of the ensemble noise")
+    forecast.set_defaults(handler=_forecast)
 
     info = commands.add_parser(
         "info", help="list architectures, presets and embedded models, or describe one model or preset"

@@ -58,6 +58,35 @@ def energies(
     return kinetic, potential
 
 
+def advance(
+    positions: np.ndarray,
+    velocities: np.ndarray,
+    charges: np.ndarray,
+    steps: int,
+    dt: float = 0.001,
+    strength: float = 1.0,
+    max_force: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integrate states ``positions``, ``velocities`` (S, N, 3) with ``charges`` (S, N) for ``steps`` kick-drift
+    steps.
+
+    A state's velocity is the one that carried the particles to its positions, as recorded by :func:`simulate`, so
+    advancing a recorded frame by ``sample_every`` steps gives the next recorded frame exactly.
+
+    Returns:
+        positions and velocities (S, N, 3) after ``steps``, and the number of steps (S,) in which some force
+        component was clipped to ``+-max_force`` (default ``0.1 / dt``).
+    """
+    max_force = 0.1 / dt if max_force is None else max_force
+    clipped_steps = np.zeros(len(positions), dtype=np.int64)
+    for _ in range(steps):
+        forces = coulomb_forces(positions, charges, strength)
+        clipped_steps += (np.abs(forces) > max_force).any(axis=(1, 2))
+        velocities = velocities + dt * np.clip(forces, -max_force, max_force)
+        positions = positions + dt * velocities
+    return positions, velocities, clipped_steps
+
+
 def simulate(
     num_systems: int,
     seed: int,
@@ -76,7 +105,6 @@ def simulate(
     """
     if num_systems < 1 or num_particles < 2 or steps < 1 or sample_every < 1:
         raise ValueError("need at least 1 system, 2 particles, 1 step and a positive sampling interval")
-    max_force = 0.1 / dt if max_force is None else max_force
     rng = np.random.default_rng(seed)
     charges = rng.choice(np.array([1.0, -1.0]), size=(num_systems, num_particles))
     positions = rng.normal(scale=position_std, size=(num_systems, num_particles, 3))
@@ -88,18 +116,8 @@ def simulate(
     recorded_velocities = np.empty_like(recorded_positions)
     recorded_positions[:, 0], recorded_velocities[:, 0] = positions, velocities
     clipped_steps = np.zeros(num_systems, dtype=np.int64)
-
-    def kick(positions, velocities):
-        forces = coulomb_forces(positions, charges, strength)
-        clipped = np.abs(forces) > max_force
-        clipped_steps[:] += clipped.any(axis=(1, 2))
-        return velocities + dt * np.clip(forces, -max_force, max_force)
-
-    velocities = kick(positions, velocities)
-    for step in range(1, steps):
-        positions = positions + dt * velocities
-        if step % sample_every == 0:
-            recorded_positions[:, step // sample_every] = positions
-            recorded_velocities[:, step // sample_every] = velocities
-        velocities = kick(positions, velocities)
+    for frame in range(1, num_frames):
+        positions, velocities, clipped = advance(positions, velocities, charges, sample_every, dt, strength, max_force)
+        recorded_positions[:, frame], recorded_velocities[:, frame] = positions, velocities
+        clipped_steps += clipped
     return NBodyTrajectories(recorded_positions, recorded_velocities, charges, clipped_steps)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from systems.nbody import coulomb_forces, energies, simulate
+from systems.nbody import advance, coulomb_forces, energies, simulate
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,10 @@ def test_energy_error_is_first_order_in_the_time_step():
     assert np.median(coarse_error) < 0.02
     ratio = np.median(coarse_error / fine_error)
     assert 1.6 < ratio < 2.4, ratio
+
+
+def test_advancing_a_recorded_frame_gives_the_next_ones_exactly():
+    data = simulate(10, seed=5)
+    positions, velocities, _ = advance(data.positions[:, 30], data.velocities[:, 30], data.charges, 1000)
+    np.testing.assert_array_equal(positions, data.positions[:, 40])
+    np.testing.assert_array_equal(velocities, data.velocities[:, 40])

@@ -1,6 +1,7 @@
 """SAKE: spatial attention kinetic network (Wang & Chodera, ICLR 2023), as an energy model.
 
-One layer (Algorithm 1 of the paper, without the velocity update, which belongs to the learned integrator):
+One layer (Algorithm 1 of the paper, without the velocity update, which belongs to the learned integrator,
+:mod:`integrators.dynamics`):
 
 1. edge features from the pair of node features, a continuous filter (exponential-normal radial basis times a
    linear map of the pair) and the distance: ``h_ij = MLP([h_i, h_j, rbf(d_ij) * W h_ij, d_ij])``;
@@ -95,7 +96,20 @@ class SAKELayer(nn.Module):
         envelope: Optional[Tensor],
         degree: int,
     ) -> Tensor:
-        """Update node features.
+        """Updated node features (N, H); the arguments are those of :meth:`update`."""
+        return self.update(h, edge_index, distances, unit_vectors, rbf, envelope, degree)[0]
+
+    def update(
+        self,
+        h: Tensor,
+        edge_index: Tensor,
+        distances: Tensor,
+        unit_vectors: Tensor,
+        rbf: Tensor,
+        envelope: Optional[Tensor],
+        degree: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Update node features, and return the spatial attention's vector combinations as well.
 
         Args:
             h: (N, H) node features.
@@ -107,7 +121,8 @@ class SAKELayer(nn.Module):
             degree: common in-degree of a regular graph, or 0 (see :func:`attnforce.nn.regular_degree`).
 
         Returns:
-            (N, H) updated node features.
+            (N, H) updated node features, and (N, 3, K*H) ``sum_j u_ij ⊗ tanh(W_c (a_ij ⊗ h_ij))`` over the
+            unit edge vectors u_ij: the equivariant vectors from which the learned integrator updates velocities.
         """
         source, target = edge_index[0], edge_index[1]
         num_nodes = h.shape[0]
@@ -133,7 +148,7 @@ class SAKELayer(nn.Module):
         combinations = neighbour_outer_sum(unit_vectors, coefficients, target, num_nodes, degree)  # (N, 3, K*H)
         h_spatial = self.post_norm_mlp(combinations.pow(2).sum(1))  # (N, H)
         h_aggregated = sum_over_neighbours(h_edge_att, target, num_nodes, degree)  # (N, K*H)
-        return h + self.node_mlp(torch.cat([h, h_aggregated, h_spatial], dim=-1))
+        return h + self.node_mlp(torch.cat([h, h_aggregated, h_spatial], dim=-1)), combinations
 
 
 class SAKE(nn.Module):

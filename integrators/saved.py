@@ -1,0 +1,140 @@
+"""Saved learned integrators: ``state_dict`` + config + metadata, read back with ``weights_only=True``.
+
+The format is that of :mod:`attnforce.checkpoint` with ``"kind": "forecaster"``::
+
+    {
+      "schema_version": 1,
+      "kind": "forecaster",
+      "architecture": "sake" | "egnn",
+      "hyperparameters": {...},      # keyword arguments, including num_types and horizon
+      "state_dict": {...},
+      "metadata": {
+        "task": {...},               # systems.forecasting.ForecastTask as a dict: horizon, units, particle names, bonds
+        "units": {"length": ..., "time": ...},
+        "predicts_velocities": bool, # trained with a velocity loss: can roll out autoregressively
+        "dtype": "float32", "attnforce_version": "...", ...   # training data, split, metrics
+      },
+    }
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import attnforce
+from attnforce.checkpoint import SCHEMA_VERSION, atomic_save
+from integrators.dynamics import build_dynamics
+from systems.forecasting import ForecastTask
+
+KIND = "forecaster"
+
+#: Learned integrators that ship with the package: ``default`` for each task.
+EMBEDDED_FORECASTERS = {"nbody": "nbody_sake.pt", "walking": "walking_sake.pt"}
+
+
+@dataclass
+class SavedForecaster:
+    """A learned integrator read from disk and everything stored beside it."""
+
+    model: nn.Module
+    architecture: str
+    hyperparameters: dict
+    task: ForecastTask
+    metadata: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def predicts_velocities(self) -> bool:
+        """Whether the model was trained on velocities too, so that its forecasts can be rolled out."""
+        return bool(self.metadata.get("predicts_velocities", False))
+
+
+def task_to_dict(task: ForecastTask) -> dict:
+    return {
+        **dataclasses.asdict(task),
+        "particle_names": list(task.particle_names),
+        "bonds": [list(b) for b in task.bonds],
+    }
+
+
+def task_from_dict(values: dict) -> ForecastTask:
+    return ForecastTask(
+        **{**values, "particle_names": tuple(values["particle_names"]), "bonds": tuple(map(tuple, values["bonds"]))}
+    )
+
+
+def save_forecaster(
+    path: str | Path,
+    model: nn.Module,
+    architecture: str,
+    hyperparameters: dict,
+    task: ForecastTask,
+    predicts_velocities: bool,
+    extra_metadata: dict | None = None,
+) -> None:
+    """Write a learned integrator atomically to ``path`` (see the module docstring)."""
+    dtype = next(model.parameters()).dtype
+    metadata = {
+        "task": task_to_dict(task),
+        "units": {"length": task.length_unit, "time": task.time_unit},
+        "predicts_velocities": bool(predicts_velocities),
+        "dtype": str(dtype).replace("torch.", ""),
+        "attnforce_version": attnforce.__version__,
+        **(extra_metadata or {}),
+    }
+    atomic_save(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "architecture": architecture,
+            "hyperparameters": dict(hyperparameters),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metadata": metadata,
+        },
+        path,
+    )
+
+
+def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
+    """A saved model's path, or for ``default`` (or a task's name) the embedded model of ``task``."""
+    name = str(model)
+    if name == "default" and task is not None:
+        name = task
+    if name in EMBEDDED_FORECASTERS:
+        return Path(str(resources.files("attnforce") / "data" / EMBEDDED_FORECASTERS[name]))
+    if name == "default":
+        raise ValueError(f"the default model depends on the task: name one of {sorted(EMBEDDED_FORECASTERS)}")
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no such model file: {path} (or name an embedded learned integrator: {sorted(EMBEDDED_FORECASTERS)})"
+        )
+    return path
+
+
+def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dtype = torch.float32) -> SavedForecaster:
+    """Read a saved learned integrator (a path, ``default`` for ``task``'s embedded one, or a task's name)."""
+    path = resolve_forecaster_path(model, task)
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a truncated or foreign file
+        raise ValueError(f"{path}: not a readable attnforce model ({type(error).__name__}: {error})") from None
+    if not isinstance(stored, dict) or stored.get("kind") != KIND:
+        raise ValueError(f"{path}: not an attnforce learned integrator (an energy model goes to `attnforce md`)")
+    if stored.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema version {stored.get('schema_version')} is not {SCHEMA_VERSION}")
+    try:
+        network = build_dynamics(stored["architecture"], stored["hyperparameters"], dtype)
+        network.load_state_dict(stored["state_dict"])
+        saved_task = task_from_dict(stored["metadata"]["task"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path}: malformed learned integrator ({type(error).__name__}: {error})") from None
+    if task is not None and saved_task.name != task:
+        raise ValueError(f"{path} was trained on the {saved_task.name} task, not {task}")
+    return SavedForecaster(
+        network.eval(), stored["architecture"], stored["hyperparameters"], saved_task, stored["metadata"], str(path)
+    )
