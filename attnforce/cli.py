@@ -177,6 +177,7 @@ def _forecast(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import EMBEDDED_MODELS, load_model
     from attnforce.models import ARCHITECTURES, PRESETS, build_model, preset
+    from integrators.saved import EMBEDDED_FORECASTERS, is_forecaster, load_forecaster
 
     if args.model in PRESETS:
         architecture, hyperparameters = preset(args.model)
@@ -206,6 +207,31 @@ def _info(args: argparse.Namespace) -> None:
                 f"embedded model {', '.join(map(repr, names))} ({file}): {saved.architecture}, {count} parameters; "
                 f"{_describe_metrics(saved.metadata)}"
             )
+        for task, file in EMBEDDED_FORECASTERS.items():
+            forecaster = load_forecaster(task)
+            count = sum(p.numel() for p in forecaster.model.parameters())
+            test = forecaster.metadata["test_metrics"]
+            print(
+                f"embedded learned integrator for `forecast --task {task}` ({file}): {forecaster.architecture}, "
+                f"{count} parameters; {forecaster.task.horizon:.4g} {forecaster.task.time_unit} per step; test "
+                f"position MSE {test['position_mse']:.4g} "
+                f"(constant velocity {test['constant_velocity_position_mse']:.4g})"
+            )
+        return
+    if is_forecaster(args.model):
+        forecaster = load_forecaster(args.model)
+        count = sum(p.numel() for p in forecaster.model.parameters())
+        print(
+            json.dumps(
+                {
+                    "architecture": forecaster.architecture,
+                    "parameters": count,
+                    "hyperparameters": forecaster.hyperparameters,
+                    "metadata": forecaster.metadata,
+                },
+                indent=2,
+            )
+        )
         return
     saved = load_model(args.model)
     count = sum(p.numel() for p in saved.potential.parameters())

@@ -116,6 +116,17 @@ def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
     return path
 
 
+def is_forecaster(model: str | Path) -> bool:
+    """Whether ``model`` names an embedded learned integrator or a readable file holding one."""
+    if str(model) in EMBEDDED_FORECASTERS:
+        return True
+    try:
+        stored = torch.load(model, map_location="cpu", weights_only=True)
+    except Exception:  # anything unreadable is not one; the energy-model loader names the problem
+        return False
+    return isinstance(stored, dict) and stored.get("kind") == KIND
+
+
 def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dtype = torch.float32) -> SavedForecaster:
     """Read a saved learned integrator (a path, ``default`` for ``task``'s embedded one, or a task's name)."""
     path = resolve_forecaster_path(model, task)
