@@ -116,6 +116,13 @@ def _forecast(args: argparse.Namespace) -> None:
     from integrators.saved import load_forecaster
     from systems.forecasting import reference_paths
 
+    for option, path, suffix in (
+        ("--output", args.output, ".npz"),
+        ("--dcd", args.dcd, ".dcd"),
+        ("--png", args.png, ".png"),
+    ):
+        if path and Path(path).suffix.lower() != suffix:
+            raise ValueError(f"{option} must name a {suffix} file, got {path}")
     saved = load_forecaster(args.model, args.task)
     task = saved.task
     if args.horizons > 1 and not saved.predicts_velocities:

@@ -12,7 +12,9 @@ speed-times-horizon. Graphs are complete within each system (every particle sees
   :class:`attnforce.models.sake.SAKELayer`, with geometry recomputed after every layer.
 - :class:`EGNNDynamics`, the velocity variant of E(n)-equivariant graph networks (Satorras et al., ICML 2021,
   eq. 7): ``x' = x + phi_v(h) v_0 + mean_j (x_i - x_j) phi_x(m_ij)``, ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2)``,
-  ``h' = h + phi_h(h, sum_j m_ij)``; every layer uses the input velocity ``v_0`` as in the authors' model.
+  ``h' = h + phi_h(h, sum_j m_ij)``; every layer uses the input velocity ``v_0`` as in the authors' model. Unlike
+  the authors' code, ``phi_x``'s last layer has a bias, the update is not clamped to +-100, and particle types
+  enter through the node embedding (their N-body model puts the charge product on the edges instead).
 
 Shapes: ``positions``, ``velocities`` (B, N, 3) in the task's length and time units, ``types`` (B, N) int64 ->
 positions and velocities (B, N, 3) after ``horizon`` time units.
@@ -43,6 +45,13 @@ class _InitialFeatures(nn.Module):
         """``types`` (B*N,), ``displacements`` (B*N, 3) = velocity times horizon."""
         speed = torch.linalg.vector_norm(displacements, dim=-1, keepdim=True)
         return self.type_embedding(types) + self.speed_embedding(speed)
+
+
+def _check_settings(num_types: int, horizon: float, num_layers: int) -> None:
+    if num_types < 1 or horizon <= 0 or num_layers < 1:
+        raise ValueError(
+            f"need num_types >= 1, horizon > 0 and num_layers >= 1; got {num_types}, {horizon} and {num_layers}"
+        )
 
 
 def _check_state(positions: Tensor, velocities: Tensor, types: Tensor, num_types: int) -> None:
@@ -83,6 +92,7 @@ class SAKEDynamics(nn.Module):
         rbf_cutoff: float = 5.0,
     ):
         super().__init__()
+        _check_settings(num_types, horizon, num_layers)
         self.num_types = num_types
         self.horizon = float(horizon)
         self.num_layers = num_layers
@@ -111,7 +121,7 @@ class SAKEDynamics(nn.Module):
         for layer, gate, mixing in zip(self.layers, self.velocity_gates, self.velocity_mixing):  # noqa: B905 (TorchScript)
             vectors = x.index_select(0, source) - x.index_select(0, target)
             distances = torch.linalg.vector_norm(vectors, dim=-1)
-            unit_vectors = vectors / distances.unsqueeze(-1)
+            unit_vectors = vectors / distances.clamp_min(1.0e-6).unsqueeze(-1)  # coincident particles: zero vector
             h, combinations = layer.update(
                 h, edge_index, distances, unit_vectors, self.rbf(distances), None, degree
             )  # combinations: (B*N, 3, K*H), summed over the N-1 neighbours
@@ -166,6 +176,7 @@ class EGNNDynamics(nn.Module):
 
     def __init__(self, num_types: int, horizon: float, hidden_features: int = 64, num_layers: int = 4):
         super().__init__()
+        _check_settings(num_types, horizon, num_layers)
         self.num_types = num_types
         self.horizon = float(horizon)
         self.num_layers = num_layers
@@ -182,7 +193,7 @@ class EGNNDynamics(nn.Module):
         h = self.features(types.reshape(-1), v0 * self.num_layers)
         edge_index = _complete_graph(num_systems, num_particles, positions.device)
         degree = regular_degree(edge_index, x.shape[0])
-        displacement = v0
+        displacement = v0  # TorchScript needs it defined before the loop (num_layers >= 1)
         for layer in self.layers:
             h, x, displacement = layer(h, x, v0, edge_index, degree)
         return x.reshape(positions.shape), (displacement / step).reshape(positions.shape)

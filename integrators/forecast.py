@@ -38,6 +38,8 @@ def step(
                 torch.as_tensor(types[part], dtype=torch.int64),
             )
             out_x[part], out_v[part] = x.double().numpy(), v.double().numpy()
+    if not (np.all(np.isfinite(out_x)) and np.all(np.isfinite(out_v))):
+        raise FloatingPointError("the learned integrator produced NaN or infinite positions or velocities")
     return out_x, out_v
 
 

@@ -59,8 +59,8 @@ def read_initial_states(
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Write arrays to an NPZ atomically."""
-    with atomic_output(path) as tmp:
-        np.savez(tmp, **arrays)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
+        np.savez(handle, **arrays)
     return Path(path)
 
 

@@ -1,7 +1,8 @@
 """A learned integrator driving an OpenMM ``Context``, so that OpenMM's and mdtraj's reporters work unchanged.
 
 :class:`LearnedIntegratorSimulation` is an ``openmm.app.Simulation`` over a force-free ``System`` of the task's
-particles. Its ``integrator`` is a :class:`LearnedIntegrator`: each step reads the Context's positions and
+particles. Its ``integrator`` is a :class:`LearnedIntegrator` (the Context itself holds an empty
+``CustomIntegrator``, which moves nothing if stepped directly): each step reads the Context's positions and
 velocities, advances them one horizon with the network, writes them back and advances the Context's time and
 step count. ``Simulation.step``, ``runForClockTime`` and every reporter (``DCDReporter``, ``StateDataReporter``,
 mdtraj's reporters) then behave as with a numerical integrator whose step is the horizon.
@@ -96,7 +97,9 @@ class LearnedIntegratorSimulation(openmm.app.Simulation):
         system = openmm.System()
         for _ in range(len(positions)):
             system.addParticle(1.0 * unit.dalton)
-        placeholder = openmm.VerletIntegrator(task.horizon * time_unit)  # never steps: it only makes the Context
+        # The Context's own integrator: no computations, so anything that steps it directly moves nothing (rather
+        # than drifting force-free); its step size is the horizon, for reporters that read it.
+        placeholder = openmm.CustomIntegrator(task.horizon * time_unit)
         topology = trajectory_topology(task, types[None]).to_openmm()
         super().__init__(topology, system, placeholder, openmm.Platform.getPlatformByName(platform))
         self.context.setPositions(positions * length_unit)

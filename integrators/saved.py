@@ -107,7 +107,10 @@ def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
     if name in EMBEDDED_FORECASTERS:
         return Path(str(resources.files("attnforce") / "data" / EMBEDDED_FORECASTERS[name]))
     if name == "default":
-        raise ValueError(f"the default model depends on the task: name one of {sorted(EMBEDDED_FORECASTERS)}")
+        raise ValueError(
+            f"no embedded learned integrator for {'the task' if task is None else repr(task)}: embedded ones are "
+            f"{sorted(EMBEDDED_FORECASTERS)}; give a saved model"
+        )
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(

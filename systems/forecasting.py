@@ -108,12 +108,12 @@ def charge_types(charges: np.ndarray) -> np.ndarray:
 
 
 def nbody_trajectories(split: str, horizons: int = 1, num_systems: int | None = None):
-    """The split's systems simulated far enough for ``horizons`` forecasts from frame 30 (see
-    :func:`systems.nbody.simulate`; longer runs of the same seed repeat the shorter ones' frames)."""
+    """The split's systems (the first ``num_systems`` of them if given) simulated far enough for ``horizons``
+    forecasts from frame 30 (see :func:`systems.nbody.simulate`; longer runs repeat the shorter ones' frames)."""
     size, seed = NBODY_SPLITS[split]
     last = NBODY_START_FRAME + horizons * NBODY_HORIZON_FRAMES
     steps = max(5000, (last + 1) * NBODY_SAMPLE_EVERY)
-    return simulate(num_systems or size, seed, steps=steps, sample_every=NBODY_SAMPLE_EVERY, dt=NBODY_DT)
+    return simulate(size, seed, steps=steps, sample_every=NBODY_SAMPLE_EVERY, dt=NBODY_DT, keep=num_systems)
 
 
 def nbody_samples(split: str, num_systems: int | None = None) -> ForecastSamples:

@@ -98,8 +98,12 @@ def simulate(
     position_std: float = 1.0,
     strength: float = 1.0,
     max_force: float | None = None,
+    keep: int | None = None,
 ) -> NBodyTrajectories:
     """Simulate ``num_systems`` independent systems (see the module docstring); the same seed gives the same data.
+
+    ``keep`` integrates only the first ``keep`` of the ``num_systems`` drawn systems: the same systems as the first
+    ``keep`` of the whole set (the random draws depend on ``num_systems``, so ``simulate(k, seed)`` would not be).
 
     Returns ``steps // sample_every`` frames (frame k is the state after ``k * sample_every`` steps).
     """
@@ -110,6 +114,9 @@ def simulate(
     positions = rng.normal(scale=position_std, size=(num_systems, num_particles, 3))
     directions = rng.normal(size=(num_systems, num_particles, 3))
     velocities = speed * directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+    if keep is not None:
+        charges, positions, velocities = charges[:keep], positions[:keep], velocities[:keep]
+        num_systems = len(charges)
 
     num_frames = steps // sample_every
     recorded_positions = np.empty((num_systems, num_frames, num_particles, 3))

@@ -115,6 +115,7 @@ def test_cli_forecast_reads_initial_states_and_names_bad_ones(tmp_path):
     out.unlink()
     assert main(args) == 2 and not out.exists()  # no charges: named error, nothing written
     assert main(args[:-4] + ["--initial", str(tmp_path / "missing.npz"), "--output", str(out)]) == 2
+    assert main(args[:-1] + [str(tmp_path / "out")]) == 2 and not (tmp_path / "out").exists()  # not .npz
 
 
 def test_rollouts_need_a_model_trained_on_velocities(tmp_path, caplog):
@@ -157,6 +158,10 @@ def test_openmm_simulation_steps_are_learned_horizons_and_reporters_work(tmp_pat
 
     frames = mdtraj.load_dcd(str(tmp_path / "sim.dcd"), top=mdtraj.Topology.from_openmm(simulation.topology))
     np.testing.assert_allclose(frames.xyz[1], expected[0, 2] * NM_PER_LENGTH_UNIT, atol=1e-5)
+    before = simulation.context.getState(positions=True).getPositions(asNumpy=True)
+    simulation.context.getIntegrator().step(2)  # the Context's own integrator moves nothing
+    after = simulation.context.getState(positions=True).getPositions(asNumpy=True)
+    np.testing.assert_array_equal(before, after)
     with pytest.raises(ValueError, match=r"types must be \(N,\)"):
         LearnedIntegratorSimulation(saved, samples.positions[0], samples.velocities[0], samples.types[0][:2])
 
@@ -170,3 +175,39 @@ def test_one_step_of_the_simulation_equals_forecast_step(tmp_path):
         simulation.step(1)
         positions = simulation.context.getState(positions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
         np.testing.assert_allclose(positions, x[s], atol=1e-6)
+
+
+def test_embedded_nbody_model_beats_constant_velocity_on_test_systems():
+    saved = load_forecaster("default", "nbody")
+    assert saved.predicts_velocities and saved.architecture == "sake"
+    samples = load_split("nbody", "test", limit=200)
+    metrics = forecast_metrics(saved.model, samples, saved.task.horizon)
+    assert metrics["position_mse"] < 0.25 * metrics["constant_velocity_position_mse"]
+    assert saved.metadata["test_metrics"]["samples"] == 2000
+
+
+def test_embedded_walking_model_reproduces_its_stored_test_error_on_the_shipped_trials():
+    saved = load_forecaster("default", "walking")
+    reference = reference_paths("walking", 1)
+    forecast = rollout(saved.model, reference.positions, reference.velocities, reference.types, 1)[0][:, 1]
+    mse = float(np.mean((forecast - reference.paths[:, -1]) ** 2))
+    stored = saved.metadata["test_metrics"]
+    assert mse == pytest.approx(stored["position_mse"], rel=1e-3)
+    assert mse < stored["constant_velocity_position_mse"]
+
+
+def test_nbody_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "nbody_learned_integrator.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after 5 horizon(s)" in result.stdout and (tmp_path / "nbody_learned.dcd").stat().st_size > 0

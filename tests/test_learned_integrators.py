@@ -109,6 +109,17 @@ def test_bad_states_are_named(model):
         step(model, np.full((1, 6, 3), np.nan), np.zeros((1, 6, 3)), np.zeros((1, 6), int))
 
 
+def test_coincident_particles_and_bad_settings(model):
+    positions, velocities, types = _state()
+    positions[:, 1] = positions[:, 0]
+    x, v = model(positions, velocities, types)
+    assert torch.isfinite(x).all() and torch.isfinite(v).all()
+    with pytest.raises(ValueError, match="num_layers >= 1"):
+        build_dynamics("sake", dict(VARIANTS["sake"], num_layers=0))
+    with pytest.raises(ValueError, match="horizon > 0"):
+        build_dynamics("egnn", dict(VARIANTS["egnn"], horizon=0.0))
+
+
 def test_rollout_repeats_the_step_and_ensembles_spread(model):
     positions, velocities, types = (t.numpy() for t in _state())
     trajectory, trajectory_velocities = rollout(model, positions, velocities, types, 2)

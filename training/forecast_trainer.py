@@ -119,6 +119,7 @@ def train_forecaster(config: ForecastExperimentConfig, progress: bool = True) ->
 
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
+    (output / "best.pt").unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
     dump_config(config, output / "config.yaml")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -161,6 +162,10 @@ def train_forecaster(config: ForecastExperimentConfig, progress: bool = True) ->
 
             model.eval()
             val_loss, val_position_mse = _validation_loss(model, val_set, task.horizon, settings.velocity_weight)
+            if not math.isfinite(val_loss):
+                raise FloatingPointError(
+                    f"epoch {epoch}: validation loss is {val_loss}; best model kept at {best_path}"
+                )
             writer.writerow(
                 {
                     "epoch": epoch,

@@ -172,6 +172,7 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
 
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
+    (output / "best.pt").unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
     dump_config(config, output / "config.yaml")
 
     optimizer = torch.optim.Adam(potential.parameters(), lr=settings.learning_rate)
