@@ -107,7 +107,7 @@ def plot_forecast(
     reference: np.ndarray | None = None,
     systems: int = 4,
 ) -> Path:
-    """A PNG of up to ``systems`` systems, x-y plane: N-body particle paths (reference solid at every frame,
+    """A PNG of up to ``systems`` systems spread evenly over the set, x-y plane: N-body particle paths (reference solid at every frame,
     forecast dashed with a marker per horizon); motion: the skeleton at the start (grey), and at the last horizon
     the reference (black) and the forecast (red).
 
@@ -121,8 +121,9 @@ def plot_forecast(
     import matplotlib.pyplot as plt
 
     count = min(systems, len(forecast))
+    chosen = np.linspace(0, len(forecast) - 1, count).round().astype(int)
     fig, axes = plt.subplots(1, count, figsize=(4 * count, 4), squeeze=False)
-    for s, ax in enumerate(axes[0]):
+    for s, ax in zip(chosen, axes[0], strict=True):
         if task.name == "nbody":
             for n in range(forecast.shape[2]):
                 colour = f"C{n}"
