@@ -107,9 +107,9 @@ def plot_forecast(
     reference: np.ndarray | None = None,
     systems: int = 4,
 ) -> Path:
-    """A PNG of up to ``systems`` systems spread evenly over the set, x-y plane: N-body particle paths (reference solid at every frame,
-    forecast dashed with a marker per horizon); motion: the skeleton at the start (grey), and at the last horizon
-    the reference (black) and the forecast (red).
+    """A PNG of up to ``systems`` systems spread evenly over the set, x-y plane: N-body particle paths (reference
+    solid at every frame, forecast dashed with a marker per horizon); motion: the skeleton at the start (grey), and
+    at the last horizon the reference (black) and the forecast (red).
 
     Args:
         forecast: (S, K+1, N, 3) positions at each horizon.
