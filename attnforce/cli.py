@@ -38,6 +38,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.output:
         config.output = args.output
     if isinstance(config, ForecastExperimentConfig):
+        if args.resume:
+            raise ValueError("--resume continues energy + force runs; learned-integrator runs start afresh")
         result = train_forecaster(config)
         test = result.test_metrics
         print(
@@ -46,7 +48,7 @@ def _train(args: argparse.Namespace) -> None:
             f"{test['constant_velocity_position_mse']:.5g}) over {test['samples']} samples"
         )
         return
-    result = train(config)
+    result = train(config, resume=args.resume)
     test = result.test_metrics
     print(
         f"best model: {result.best_model} after {result.epochs} epochs ({result.wall_seconds / 60:.1f} min); "
@@ -262,9 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train an energy+force model from a YAML experiment config")
+    train = commands.add_parser(
+        "train", help="train an energy+force model or a learned integrator from a YAML experiment config"
+    )
     train.add_argument("config", help="experiment YAML (unknown keys are errors)")
     train.add_argument("--output", help="run directory (overrides the config's output)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in the output directory from its last.pt"
+    )
     train.set_defaults(handler=_train)
 
     export = commands.add_parser("export", help="export a model as TorchScript for openmm-torch's TorchForce")

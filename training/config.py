@@ -1,6 +1,7 @@
 """Experiment configs: one YAML per experiment, loaded strictly (unknown or missing keys are errors)."""
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -66,11 +67,23 @@ class OptimiserConfig:
 
 @dataclass
 class TrainingConfig(OptimiserConfig):
-    """Energy + force training: the loss is ``energy_weight * MSE(E / n_atoms) + force_weight * MSE(F)`` in eV
-    and eV/Å."""
+    """Energy + force training.
+
+    The loss is ``energy_weight * err(E / n_atoms) + force_weight * err(F)`` in eV and eV/Å, ``err`` one of
+    :data:`training.losses.LOSSES` (``loss``). ``optimizer`` is ``adam`` or ``adamw`` (decoupled
+    ``weight_decay``); ``gradient_clip`` caps the gradient norm; ``ema_decay`` keeps an exponential moving
+    average of the weights, which is then the model validated, saved and tested; ``patience`` stops after that
+    many epochs without a better validation loss.
+    """
 
     energy_weight: float = 1.0
     force_weight: float = 1.0
+    loss: str = "mse"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    gradient_clip: Optional[float] = None
+    ema_decay: Optional[float] = None
+    patience: Optional[int] = None
 
 
 @dataclass
@@ -123,6 +136,23 @@ class ForecastExperimentConfig:
     output: str = "runs/forecast"
 
 
+def _checked(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` if it has the field's scalar type (ints are accepted as floats); ValueError naming the key if not."""
+    if typing.get_origin(annotation) is typing.Union:
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        annotation = options[0] if len(options) == 1 else Any
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, bool, str) and type(value) is not annotation:
+        raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    if annotation is float:
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+        raise ValueError(f"{where}: expected a number, got {value!r}{hint}")
+    return value
+
+
 def _build(cls, values: Any, where: str):
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
@@ -135,6 +165,8 @@ def _build(cls, values: Any, where: str):
         nested = fields[name].type
         if dataclasses.is_dataclass(nested):
             value = _build(nested, value, f"{where}.{name}")
+        else:
+            value = _checked(value, nested, f"{where}.{name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)

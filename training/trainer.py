@@ -1,7 +1,9 @@
 """Energy + force training of a :class:`~attnforce.models.Potential` on MD17-style frames.
 
-A run directory holds ``config.yaml`` (resolved), ``best.pt`` (best validation loss, a saved model),
-``metrics.csv`` (one row per epoch) and ``learning_curve.png``. The test set is evaluated once, on the best model,
+A run directory holds ``config.yaml`` (resolved), ``best.pt`` (best validation loss, a saved model), ``last.pt``
+(the whole training state after the last finished epoch, for ``attnforce train --resume``), ``metrics.csv`` (one
+row per epoch) and ``learning_curve.png``. Both ``.pt`` files are replaced atomically: a crash mid-write leaves the
+previous one intact. The test set is evaluated once, on the best model,
 and its errors are stored in the saved model's metadata.
 """
 
@@ -16,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from attnforce import keys
-from attnforce.checkpoint import load_model, save_model
+from attnforce.checkpoint import atomic_save, load_model, save_model
 from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from training.config import ExperimentConfig, dump_config
 from training.evaluation import error_metrics, metrics, predict
-from training.losses import energy_force_loss
+from training.losses import LOSSES, energy_force_loss
 from training.statistics import fit_average_degree, fit_energy_statistics
 
 logger = logging.getLogger(__name__)
@@ -87,20 +90,22 @@ def _fit_model_statistics(model_config, train_frames: Frames):
     return dataclasses.replace(model_config, hyperparameters=hyperparameters)
 
 
-def _batch_loss(potential: Potential, frames: Frames, indices: np.ndarray, dtype, config) -> torch.Tensor:
+def _batch_loss(potential, frames: Frames, indices: np.ndarray, dtype, config) -> torch.Tensor:
     """The training loss of one batch, differentiable through the forces."""
     batch = collate(frames, indices, dtype)
     energy, forces = potential(
         batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices), create_graph=True
     )
+    settings = config.training
     return energy_force_loss(
         energy,
         forces,
         batch[keys.ENERGY],
         batch[keys.FORCES],
         batch[keys.NUM_ATOMS],
-        config.training.energy_weight,
-        config.training.force_weight,
+        settings.energy_weight,
+        settings.force_weight,
+        settings.loss,
     )
 
 
@@ -115,6 +120,7 @@ def _validate(potential: Potential, frames: Frames, config: ExperimentConfig) ->
         torch.full((len(frames),), len(frames.atomic_numbers)),
         config.training.energy_weight,
         config.training.force_weight,
+        config.training.loss,
     )
     return loss.item(), metrics(energies, forces, frames)
 
@@ -143,11 +149,58 @@ def plot_learning_curve(metrics_csv: Path, output_png: Path) -> None:
     plt.close(fig)
 
 
-def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
-    """Run one experiment end to end; see the module docstring for what is written."""
-    settings = config.training
+#: Keys of ``training`` that may change when a run is resumed (to extend it); anything else must match.
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "max_cpu_minutes"}
+TRAINING_STATE_KIND = "training_state"
+
+
+def _optimizer(parameters, settings) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    raise ValueError(f"training.optimizer must be adam or adamw, got {settings.optimizer!r}")
+
+
+def _check_settings(settings) -> None:
     if settings.dtype not in DTYPES:
         raise ValueError(f"training.dtype must be one of {sorted(DTYPES)}, got {settings.dtype!r}")
+    if settings.loss not in LOSSES:
+        raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
+    if settings.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"training.optimizer must be adam or adamw, got {settings.optimizer!r}")
+    if settings.ema_decay is not None and not 0.0 < settings.ema_decay < 1.0:
+        raise ValueError(f"training.ema_decay must lie in (0, 1), got {settings.ema_decay}")
+
+
+def _read_training_state(path: Path, config: ExperimentConfig) -> dict:
+    """The state stored by an earlier run of ``config`` in ``path``; ValueError if it belongs to another run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a truncated or foreign file
+        raise ValueError(f"{path}: not a readable training state ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("kind") != TRAINING_STATE_KIND:
+        raise ValueError(f"{path}: not an attnforce training state")
+    stored, current = state["config"], asdict(config)
+    stored_training = {k: v for k, v in stored["training"].items() if k not in RESUMABLE_CHANGES}
+    current_training = {k: v for k, v in current["training"].items() if k not in RESUMABLE_CHANGES}
+    if {**stored, "training": stored_training} != {**current, "training": current_training}:
+        raise ValueError(
+            f"{path} was written by a run with another config; resume only the same experiment (only "
+            f"{sorted(RESUMABLE_CHANGES)} may change)"
+        )
+    return state
+
+
+def train(config: ExperimentConfig, progress: bool = True, resume: bool = False) -> TrainResult:
+    """Run one experiment end to end; see the module docstring for what is written.
+
+    With ``resume``, a run directory holding ``last.pt`` continues that run from the end of its last finished
+    epoch: weights, optimiser, EMA, random-number states, epoch, best validation loss and budgets spent. On a
+    deterministic CPU set-up (fixed threads) the resumed run ends with the same weights as an uninterrupted one.
+    """
+    settings = config.training
+    _check_settings(settings)
     dtype = DTYPES[settings.dtype]
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -169,30 +222,78 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
         raise ValueError(f"model.hyperparameters: {error}") from None
     potential = Potential(model, scale, shifts).to(dtype)
     logger.info("%s: %d parameters", config.model.architecture, sum(p.numel() for p in potential.parameters()))
+    optimizer = _optimizer(potential.parameters(), settings)
+    ema = None
+    if settings.ema_decay is not None:
+        ema = AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
 
     output = Path(config.output)
+    best_path, last_path, metrics_path = output / "best.pt", output / "last.pt", output / "metrics.csv"
+    first_epoch, best_val, epochs_since_best, spent_wall, spent_cpu = 0, math.inf, 0, 0.0, 0.0
+    if resume and last_path.is_file():
+        state = _read_training_state(last_path, config)
+        potential.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        first_epoch, best_val, epochs_since_best = state["epoch"], state["best_val"], state["epochs_since_best"]
+        spent_wall, spent_cpu = state["wall_seconds"], state["cpu_seconds"]
+        logger.info("resuming %s at epoch %d (best validation loss %.4g)", output, first_epoch, best_val)
+    elif resume:
+        logger.info("nothing to resume in %s: starting the run", output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "best.pt").unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
+    if first_epoch == 0:
+        best_path.unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
     dump_config(config, output / "config.yaml")
 
-    optimizer = torch.optim.Adam(potential.parameters(), lr=settings.learning_rate)
     min_factor = settings.min_learning_rate / settings.learning_rate
-    best_path, metrics_path = output / "best.pt", output / "metrics.csv"
     metadata = {
         "training_data": str(config.data.path),
         "energy_unit_of_data": config.data.energy_unit,
         "split": {"sizes": list(config.data.split), "seed": config.data.seed},
         "training": asdict(settings),
     }
+    evaluated = ema.module if ema is not None else potential  # the weights that are validated, saved and tested
 
-    best_val = math.inf
-    start = time.perf_counter()
-    start_cpu = time.process_time()
-    epochs_run = 0
+    def save_state(next_epoch: int, wall: float, cpu: float) -> None:
+        atomic_save(
+            {
+                "kind": TRAINING_STATE_KIND,
+                "config": asdict(config),
+                "epoch": next_epoch,
+                "model": potential.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": None if ema is None else ema.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "best_val": best_val,
+                "epochs_since_best": epochs_since_best,
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+            },
+            last_path,
+        )
+
+    rows = []
+    if first_epoch > 0 and metrics_path.is_file():  # drop rows of an epoch that was cut short after being logged
+        with open(metrics_path) as handle:
+            rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < first_epoch]
+    start, start_cpu = time.perf_counter() - spent_wall, time.process_time() - spent_cpu
+    epochs_run = first_epoch
     with open(metrics_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
-        bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
+        writer.writerows(rows)
+        bar = tqdm(
+            range(first_epoch, settings.epochs),
+            initial=first_epoch,
+            total=settings.epochs,
+            desc="epochs",
+            unit="epoch",
+            disable=not progress,
+        )
         for epoch in bar:
             spent, _ = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
             lr = settings.learning_rate * learning_rate_factor(
@@ -206,14 +307,23 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
             for first in range(0, len(order), settings.batch_size):
                 loss = _batch_loss(potential, train_frames, order[first : first + settings.batch_size], dtype, config)
                 if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; best model kept at {best_path}")
+                    raise FloatingPointError(
+                        f"epoch {epoch}: the training loss is {loss.item()}; stopped. The last good state is "
+                        f"{last_path} (resume from it with a lower learning rate), the best model {best_path}"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if settings.gradient_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(potential.parameters(), settings.gradient_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(potential)
                 losses.append(loss.item())
 
-            potential.eval()
-            val_loss, val = _validate(potential, val_frames, config)
+            evaluated.eval()
+            val_loss, val = _validate(evaluated, val_frames, config)
+            if not math.isfinite(val_loss):
+                raise FloatingPointError(f"epoch {epoch}: the validation loss is {val_loss}; stopped (see {last_path})")
             row = {
                 "epoch": epoch,
                 "wall_s": round(time.perf_counter() - start, 2),
@@ -226,15 +336,19 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
             writer.writerow(row)
             handle.flush()
             if val_loss < best_val:
-                best_val = val_loss
+                best_val, epochs_since_best = val_loss, 0
                 save_model(
                     best_path,
-                    potential,
+                    evaluated,
                     config.model.architecture,
                     config.model.hyperparameters,
                     frames.atomic_numbers.tolist(),
                     {**metadata, "epoch": epoch, "validation_metrics": val},
                 )
+            else:
+                epochs_since_best += 1
+            epochs_run = epoch + 1
+            save_state(epochs_run, time.perf_counter() - start, time.process_time() - start_cpu)
             bar.set_postfix(val_E=f"{val['energy_mae_mev']:.1f}meV", val_F=f"{val['force_mae_mev_per_a']:.1f}meV/A")
             logger.debug(
                 "epoch %d: train loss %.4g, val loss %.4g, val E MAE %.2f meV, val F MAE %.2f meV/Å",
@@ -244,10 +358,12 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
                 val["energy_mae_mev"],
                 val["force_mae_mev_per_a"],
             )
-            epochs_run = epoch + 1
             spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
             if spent >= 1.0:
                 logger.info("stopping after %d epochs: the %s budget is spent", epochs_run, budget)
+                break
+            if settings.patience is not None and epochs_since_best >= settings.patience:
+                logger.info("stopping after %d epochs: no better validation loss for %d", epochs_run, settings.patience)
                 break
 
     wall = time.perf_counter() - start
