@@ -183,6 +183,40 @@ def _forecast(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(written))
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from attnforce.atomic import atomic_output
+    from attnforce.checkpoint import load_model
+    from systems import random_split, read_dataset
+    from training.evaluation import bootstrap_metrics, predict
+
+    saved = load_model(args.model, torch_dtype(args.dtype))
+    frames = read_dataset(args.data, args.energy_unit)
+    if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
+        raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
+    if args.split == "test":
+        split = saved.metadata.get("split")
+        if split is None:
+            raise ValueError(f"{saved.path} stores no split: evaluate --split all")
+        frames = frames.subset(random_split(len(frames), split["sizes"], split["seed"])[2])
+    energies, forces = predict(saved.potential, frames)
+    result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
+    print(f"{saved.path} on {args.data} ({args.split}: {len(frames)} frames; {args.bootstrap} bootstrap resamples)")
+    print("| metric | value | 95% interval |")
+    print("|---|---:|---|")
+    for name, value in result.items():
+        print(f"| {name} | {value['value']:.3f} | {value['low']:.3f} - {value['high']:.3f} |")
+    if args.json:
+        report = {"model": saved.path, "data": str(args.data), "split": args.split, "frames": len(frames), **result}
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
 def _info(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import EMBEDDED_MODELS, load_model
     from attnforce.models import ARCHITECTURES, PRESETS, build_model, preset
@@ -309,6 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--no-minimize", action="store_true", help="skip energy minimisation")
     md.add_argument("--output-forces", action="store_true", help="the model returns forces itself (setOutputsForces)")
     md.set_defaults(handler=_md)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="energy and force errors of a saved model on labelled data, with bootstrap 95% intervals"
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="saved model (or an embedded one's name)")
+    evaluate.add_argument("data", metavar="DATA", help="extended XYZ or MD17/rMD17 .npz file")
+    evaluate.add_argument("--energy-unit", default="eV", help="energy unit of DATA (default: %(default)s)")
+    evaluate.add_argument(
+        "--split",
+        choices=["all", "test"],
+        default="all",
+        help="all frames, or the test frames of the split stored with the model (default: %(default)s)",
+    )
+    evaluate.add_argument("--bootstrap", type=_positive_int, default=1000, help="resamples (default: %(default)s)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    evaluate.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    evaluate.add_argument("--json", help="also write the results as JSON")
+    evaluate.set_defaults(handler=_evaluate)
 
     forecast = commands.add_parser(
         "forecast", help="forecast trajectories with a learned integrator (SAKE's velocity update)"

@@ -40,3 +40,35 @@ def metrics(energies: np.ndarray, forces: np.ndarray, frames: Frames) -> dict[st
 def error_metrics(potential: Potential, frames: Frames, batch_size: int = 32) -> dict[str, float]:
     """:func:`metrics` of the potential's predictions on ``frames``."""
     return metrics(*predict(potential, frames, batch_size), frames)
+
+
+def bootstrap_metrics(
+    energies: np.ndarray, forces: np.ndarray, frames: Frames, resamples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """:func:`metrics` with bootstrap 95% intervals: frames (with all their atoms) are resampled with replacement
+    ``resamples`` times, and each interval is the 2.5th to 97.5th percentile of the metric over the resamples.
+
+    Returns:
+        ``{metric: {"value": v, "low": l, "high": h}}`` for the four metrics of :func:`metrics`.
+    """
+    if resamples < 1:
+        raise ValueError(f"the bootstrap needs at least 1 resample, got {resamples}")
+    energy_error = (energies - frames.energies) * mev_per_ev  # (F,)
+    force_error = ((forces - frames.forces) * mev_per_ev).reshape(len(frames), -1)  # (F, 3N)
+    per_frame = {
+        "energy_mae_mev": np.abs(energy_error),
+        "energy_rmse_mev": energy_error**2,
+        "force_mae_mev_per_a": np.abs(force_error).mean(axis=1),
+        "force_rmse_mev_per_a": (force_error**2).mean(axis=1),
+    }
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(frames), size=(resamples, len(frames)))
+    value = metrics(energies, forces, frames)
+    result = {}
+    for name, terms in per_frame.items():
+        resampled = terms[draws].mean(axis=1)
+        if "rmse" in name:
+            resampled = np.sqrt(resampled)
+        low, high = np.percentile(resampled, [2.5, 97.5])
+        result[name] = {"value": value[name], "low": float(low), "high": float(high)}
+    return result

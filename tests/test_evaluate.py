@@ -1,0 +1,47 @@
+"""`attnforce evaluate`: errors with bootstrap intervals, on the stored test split or all frames."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ASPIRIN_XYZ, DATA
+
+from attnforce.checkpoint import load_model
+from attnforce.cli import main
+from systems import read_extxyz
+from training.evaluation import bootstrap_metrics, metrics
+
+pytestmark = pytest.mark.skipif(not ASPIRIN_XYZ.is_file(), reason="reference data not found")
+
+
+def test_evaluate_reproduces_the_stored_test_errors_with_intervals(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "default", str(ASPIRIN_XYZ), "--energy-unit", "meV", "--split", "test", "--json", str(out)]
+    assert main(args + ["--bootstrap", "200"]) == 0
+    report = json.loads(out.read_text())
+    stored = load_model("default").metadata["test_metrics"]
+    assert report["frames"] == 100
+    for name, value in stored.items():
+        assert report[name]["value"] == pytest.approx(value, rel=1e-4)  # float32 inference
+        assert report[name]["low"] < value < report[name]["high"]
+    assert "| force_mae_mev_per_a |" in capsys.readouterr().out
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    frames = read_extxyz(ASPIRIN_XYZ, "meV").subset(np.arange(50))
+    rng = np.random.default_rng(0)
+    energies = frames.energies + rng.normal(scale=0.01, size=len(frames))
+    forces = frames.forces + rng.normal(scale=0.03, size=frames.forces.shape)
+    a = bootstrap_metrics(energies, forces, frames, 300, seed=1)
+    assert a == bootstrap_metrics(energies, forces, frames, 300, seed=1)
+    assert a["energy_mae_mev"]["value"] == metrics(energies, forces, frames)["energy_mae_mev"]
+    assert 0 < a["energy_mae_mev"]["low"] < a["energy_mae_mev"]["value"] < a["energy_mae_mev"]["high"]
+    # 30 meV/Å per component: the MAE of a normal error is sigma * sqrt(2 / pi)
+    assert a["force_mae_mev_per_a"]["value"] == pytest.approx(30 * np.sqrt(2 / np.pi), rel=0.05)
+
+
+def test_evaluate_names_data_with_unknown_elements(caplog):
+    ethanol = DATA / "md17" / "rmd17_ethanol_a.xyz"
+    assert main(["evaluate", "default", str(ethanol), "--bootstrap", "10"]) == 0  # H, C, O: known elements
+    assert main(["evaluate", "default", str(ASPIRIN_XYZ), "--energy-unit", "furlongs"]) == 2
+    assert "furlongs" in caplog.text
