@@ -45,3 +45,17 @@ def test_evaluate_names_data_with_unknown_elements(caplog):
     assert main(["evaluate", "default", str(ethanol), "--bootstrap", "10"]) == 0  # H, C, O: known elements
     assert main(["evaluate", "default", str(ASPIRIN_XYZ), "--energy-unit", "furlongs"]) == 2
     assert "furlongs" in caplog.text
+
+
+def test_paper_configs_load_strictly_and_name_the_papers_splits():
+    from conftest import REPO
+
+    from systems.splits import random_split
+    from training.config import load_config
+
+    for name, sizes in (("equiformer", [950, 50, 99000]), ("sake", [1000, 1000, 98000])):
+        config = load_config(REPO / "training" / "configs" / f"{name}_md17_aspirin_paper.yaml")
+        assert config.data.split == name and config.model.resolved().architecture == name
+        assert [len(s) for s in random_split(100_000, name, 0)] == sizes
+    with pytest.raises(ValueError, match="unknown named split 'nequip'"):
+        random_split(10, "nequip", 0)

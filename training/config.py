@@ -11,11 +11,13 @@ import yaml
 
 @dataclass
 class DataConfig:
-    """Where the reference data is, its energy unit and the split (sizes: train, validation, test; -1 = rest)."""
+    """Where the reference data is, its energy unit and the split: sizes (train, validation, test; -1 = rest) or a
+    paper's split by name (``equiformer``: 950 / 50 / rest, ``sake``: 1000 / 1000 / rest; see
+    :data:`systems.splits.NAMED_SPLITS`), drawn with ``seed``."""
 
     path: str
     energy_unit: str
-    split: list[int] = field(default_factory=lambda: [800, 100, 100])
+    split: list[int] | str = field(default_factory=lambda: [800, 100, 100])
     seed: int = 0
 
 

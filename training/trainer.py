@@ -25,6 +25,7 @@ from attnforce import keys
 from attnforce.checkpoint import atomic_save, load_model, save_model
 from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
+from systems.splits import NAMED_SPLITS
 from training.config import ExperimentConfig, dump_config
 from training.evaluation import error_metrics, metrics, predict
 from training.losses import LOSSES, energy_force_loss
@@ -76,6 +77,11 @@ def _budget_spent(settings, wall_seconds: float, cpu_seconds: float) -> tuple[fl
     if settings.max_cpu_minutes is not None and cpu_seconds / (60 * settings.max_cpu_minutes) > spent:
         spent, name = cpu_seconds / (60 * settings.max_cpu_minutes), f"{settings.max_cpu_minutes}-minute CPU-time"
     return spent, name
+
+
+def _split_sizes(split: list[int] | str) -> list[int]:
+    """The sizes of a split given as sizes or by name."""
+    return list(NAMED_SPLITS[split]) if isinstance(split, str) else list(split)
 
 
 def _fit_model_statistics(model_config, train_frames: Frames):
@@ -252,7 +258,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     metadata = {
         "training_data": str(config.data.path),
         "energy_unit_of_data": config.data.energy_unit,
-        "split": {"sizes": list(config.data.split), "seed": config.data.seed},
+        "split": {"sizes": _split_sizes(config.data.split), "seed": config.data.seed},
         "training": asdict(settings),
     }
     evaluated = ema.module if ema is not None else potential  # the weights that are validated, saved and tested
