@@ -12,12 +12,14 @@ import dataclasses
 import inspect
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
@@ -26,6 +28,7 @@ from attnforce.checkpoint import atomic_save, load_model, save_model
 from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from systems.splits import NAMED_SPLITS
+from training import distributed
 from training.config import ExperimentConfig, dump_config
 from training.evaluation import error_metrics, metrics, predict
 from training.losses import LOSSES, energy_force_loss
@@ -204,9 +207,22 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     With ``resume``, a run directory holding ``last.pt`` continues that run from the end of its last finished
     epoch: weights, optimiser, EMA, random-number states, epoch, best validation loss and budgets spent. On a
     deterministic CPU set-up (fixed threads) the resumed run ends with the same weights as an uninterrupted one.
+    Under ``torchrun`` the processes share every batch (see :mod:`training.distributed`).
     """
+    group = distributed.start()
+    try:
+        return _train(config, progress and group.is_main, resume, group)
+    finally:
+        distributed.stop(group)
+
+
+def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distributed.ProcessGroup) -> TrainResult:
     settings = config.training
     _check_settings(settings)
+    if settings.batch_size % group.world_size:
+        raise ValueError(
+            f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
+        )
     dtype = DTYPES[settings.dtype]
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -229,6 +245,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     potential = Potential(model, scale, shifts).to(dtype)
     logger.info("%s: %d parameters", config.model.architecture, sum(p.numel() for p in potential.parameters()))
     optimizer = _optimizer(potential.parameters(), settings)
+    trained = DistributedDataParallel(potential) if group.distributed else potential
     ema = None
     if settings.ema_decay is not None:
         ema = AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
@@ -249,10 +266,11 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
         logger.info("resuming %s at epoch %d (best validation loss %.4g)", output, first_epoch, best_val)
     elif resume:
         logger.info("nothing to resume in %s: starting the run", output)
-    output.mkdir(parents=True, exist_ok=True)
-    if first_epoch == 0:
-        best_path.unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
-    dump_config(config, output / "config.yaml")
+    if group.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        if first_epoch == 0:
+            best_path.unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
+        dump_config(config, output / "config.yaml")
 
     min_factor = settings.min_learning_rate / settings.learning_rate
     metadata = {
@@ -264,6 +282,8 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     evaluated = ema.module if ema is not None else potential  # the weights that are validated, saved and tested
 
     def save_state(next_epoch: int, wall: float, cpu: float) -> None:
+        if not group.is_main:
+            return
         atomic_save(
             {
                 "kind": TRAINING_STATE_KIND,
@@ -288,7 +308,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
             rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < first_epoch]
     start, start_cpu = time.perf_counter() - spent_wall, time.process_time() - spent_cpu
     epochs_run = first_epoch
-    with open(metrics_path, "w", newline="") as handle:
+    with open(metrics_path, "w", newline="") if group.is_main else open(os.devnull, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -305,16 +325,18 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
             lr = settings.learning_rate * learning_rate_factor(
                 epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
             )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
             potential.train()
             order = rng.permutation(len(train_frames))
             losses = []
             for first in range(0, len(order), settings.batch_size):
-                loss = _batch_loss(potential, train_frames, order[first : first + settings.batch_size], dtype, config)
-                if not torch.isfinite(loss.detach()):
+                share = order[first : first + settings.batch_size][group.rank :: group.world_size]
+                loss = _batch_loss(trained, train_frames, share, dtype, config)
+                batch_loss = distributed.mean_over_processes(loss.detach(), group)
+                if not torch.isfinite(batch_loss):
                     raise FloatingPointError(
-                        f"epoch {epoch}: the training loss is {loss.item()}; stopped. The last good state is "
+                        f"epoch {epoch}: the training loss is {batch_loss.item()}; stopped. The last good state is "
                         f"{last_path} (resume from it with a lower learning rate), the best model {best_path}"
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -324,7 +346,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
                 optimizer.step()
                 if ema is not None:
                     ema.update_parameters(potential)
-                losses.append(loss.item())
+                losses.append(batch_loss.item())
 
             evaluated.eval()
             val_loss, val = _validate(evaluated, val_frames, config)
@@ -343,14 +365,15 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
             handle.flush()
             if val_loss < best_val:
                 best_val, epochs_since_best = val_loss, 0
-                save_model(
-                    best_path,
-                    evaluated,
-                    config.model.architecture,
-                    config.model.hyperparameters,
-                    frames.atomic_numbers.tolist(),
-                    {**metadata, "epoch": epoch, "validation_metrics": val},
-                )
+                if group.is_main:
+                    save_model(
+                        best_path,
+                        evaluated,
+                        config.model.architecture,
+                        config.model.hyperparameters,
+                        frames.atomic_numbers.tolist(),
+                        {**metadata, "epoch": epoch, "validation_metrics": val},
+                    )
             else:
                 epochs_since_best += 1
             epochs_run = epoch + 1
@@ -365,7 +388,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
                 val["force_mae_mev_per_a"],
             )
             spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
-            if spent >= 1.0:
+            if distributed.agree(spent >= 1.0, group):  # rank 0's clocks decide for every process
                 logger.info("stopping after %d epochs: the %s budget is spent", epochs_run, budget)
                 break
             if settings.patience is not None and epochs_since_best >= settings.patience:
@@ -373,6 +396,10 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
                 break
 
     wall = time.perf_counter() - start
+    if not group.is_main:
+        distributed.barrier(group)  # rank 0 tests the best model and stores the result
+        test = load_model(best_path, dtype).metadata["test_metrics"]
+        return TrainResult(best_path, test, epochs_run, wall)
     plot_learning_curve(metrics_path, output / "learning_curve.png")
     best = load_model(best_path, dtype)
     test = error_metrics(best.potential, test_frames)
@@ -391,4 +418,5 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
             "wall_seconds": wall,
         },
     )
+    distributed.barrier(group)
     return TrainResult(best_path, test, epochs_run, wall)
