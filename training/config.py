@@ -75,7 +75,8 @@ class TrainingConfig(OptimiserConfig):
     :data:`training.losses.LOSSES` (``loss``). ``optimizer`` is ``adam`` or ``adamw`` (decoupled
     ``weight_decay``); ``gradient_clip`` caps the gradient norm; ``ema_decay`` keeps an exponential moving
     average of the weights, which is then the model validated, saved and tested; ``patience`` stops after that
-    many epochs without a better validation loss.
+    many epochs without a better validation loss. ``test_every`` also logs the test errors every that many
+    epochs, for learning curves (the test set never chooses anything).
     """
 
     energy_weight: float = 1.0
@@ -86,6 +87,7 @@ class TrainingConfig(OptimiserConfig):
     gradient_clip: Optional[float] = None
     ema_decay: Optional[float] = None
     patience: Optional[int] = None
+    test_every: Optional[int] = None
 
 
 @dataclass

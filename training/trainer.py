@@ -45,6 +45,9 @@ METRIC_COLUMNS = [
     "val_loss",
     "val_energy_mae_mev",
     "val_force_mae_mev_per_a",
+    "cpu_s",
+    "test_energy_mae_mev",
+    "test_force_mae_mev_per_a",
 ]
 
 
@@ -360,7 +363,12 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 "val_loss": val_loss,
                 "val_energy_mae_mev": val["energy_mae_mev"],
                 "val_force_mae_mev_per_a": val["force_mae_mev_per_a"],
+                "cpu_s": round(time.process_time() - start_cpu, 2),
             }
+            if settings.test_every and (epoch + 1) % settings.test_every == 0:
+                test_now = error_metrics(evaluated, test_frames)  # for learning curves only: never for selection
+                row["test_energy_mae_mev"] = test_now["energy_mae_mev"]
+                row["test_force_mae_mev_per_a"] = test_now["force_mae_mev_per_a"]
             writer.writerow(row)
             handle.flush()
             if val_loss < best_val:
