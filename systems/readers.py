@@ -126,24 +126,61 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
         raise ValueError(f"{path}: not a readable .npz file ({error})") from None
     for names in NPZ_LAYOUTS.values():
         if all(name in data.files for name in names):
-            r, z, e, f = (np.asarray(data[name]) for name in names)
-            return Frames(
-                atomic_numbers=z.astype(np.int64),
-                positions=r.astype(np.float64),
-                energies=e.reshape(-1).astype(np.float64) * ev,
-                forces=f.astype(np.float64) * ev,
-                source=str(path),
+            # One array at a time, converted in place: a million-frame file is held once, not twice.
+            r, z, e, f = (
+                np.asarray(data[name], dtype=np.int64 if name in ("z", "nuclear_charges") else np.float64)
+                for name in names
             )
+            e = e.reshape(-1)
+            e *= ev
+            f *= ev
+            return Frames(atomic_numbers=z, positions=r, energies=e, forces=f, source=str(path))
     raise ValueError(
         f"{path}: keys {data.files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}"
     )
 
 
+def read_ase_db(path: str | Path, energy_unit: str = "eV", selection: str | None = None) -> Frames:
+    """Frames of one molecule from an ASE database (``.db``, SQLite or JSON) whose rows carry energy and forces
+    (ASE stores eV and eV/Å; ``energy_unit`` names another unit if the file's writer used one). ``selection`` is an
+    ASE query (e.g. ``"natoms=21"``)."""
+    from ase.db import connect
+
+    path = _existing(path)
+    ev = _ev_per(energy_unit)
+    numbers, positions, energies, forces = None, [], [], []
+    try:
+        rows = list(connect(str(path)).select(selection))
+    except Exception as error:  # ase raises several types for a foreign or corrupt file
+        raise ValueError(f"{path}: not a readable ASE database ({type(error).__name__}: {error})") from None
+    for row in rows:
+        if row.get("energy") is None or row.get("forces") is None:
+            raise ValueError(f"{path}: row {row.id} has no energy or forces")
+        if numbers is None:
+            numbers = row.numbers.tolist()
+        elif row.numbers.tolist() != numbers:
+            raise ValueError(f"{path}: row {row.id}'s atoms differ from the first row's; one molecule per file")
+        positions.append(row.positions)
+        energies.append(row.energy)
+        forces.append(row.forces)
+    if numbers is None:
+        raise ValueError(f"{path}: no rows" + (f" match {selection!r}" if selection else ""))
+    return Frames(
+        atomic_numbers=np.array(numbers, dtype=np.int64),
+        positions=np.array(positions, dtype=np.float64),
+        energies=np.array(energies, dtype=np.float64) * ev,
+        forces=np.array(forces, dtype=np.float64) * ev,
+        source=str(path),
+    )
+
+
 def read_dataset(path: str | Path, energy_unit: str) -> Frames:
-    """Read ``.xyz``/``.extxyz`` or ``.npz`` by suffix."""
+    """Read ``.xyz``/``.extxyz``, ``.npz`` or an ASE ``.db`` by suffix."""
     suffix = Path(path).suffix.lower()
     if suffix in (".xyz", ".extxyz"):
         return read_extxyz(path, energy_unit)
     if suffix == ".npz":
         return read_npz(path, energy_unit)
-    raise ValueError(f"{path}: unknown data format {suffix!r} (expected .xyz, .extxyz or .npz)")
+    if suffix in (".db", ".json"):
+        return read_ase_db(path, energy_unit)
+    raise ValueError(f"{path}: unknown data format {suffix!r} (expected .xyz, .extxyz, .npz or an ASE .db)")

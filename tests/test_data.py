@@ -98,3 +98,29 @@ def test_config_is_loaded_strictly(tmp_path):
     missing.write_text("data: {path: x.xyz}\n")
     with pytest.raises(ValueError, match="energy_unit"):
         load_config(missing)
+
+
+def test_ase_database_round_trip(tmp_path, aspirin_xyz):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    frames = read_extxyz(aspirin_xyz, "meV").subset(np.arange(4))
+    path = tmp_path / "aspirin.db"
+    with connect(str(path)) as db:
+        for positions, energy, forces in zip(frames.positions, frames.energies, frames.forces, strict=True):
+            atoms = Atoms(numbers=frames.atomic_numbers, positions=positions)
+            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+            db.write(atoms)
+    read = read_dataset(path, "eV")
+    np.testing.assert_array_equal(read.atomic_numbers, frames.atomic_numbers)
+    np.testing.assert_allclose(read.positions, frames.positions)
+    np.testing.assert_allclose(read.energies, frames.energies)
+    np.testing.assert_allclose(read.forces, frames.forces)
+    with pytest.raises(ValueError, match="no rows match"):
+        from systems.readers import read_ase_db
+
+        read_ase_db(path, selection="natoms=3")
+    (tmp_path / "bad.db").write_text("not a database")
+    with pytest.raises(ValueError, match="not a readable ASE database"):
+        read_dataset(tmp_path / "bad.db", "eV")
