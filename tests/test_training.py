@@ -61,6 +61,12 @@ def test_short_run_writes_best_model_with_test_metrics(tmp_path, aspirin_xyz):
     assert saved.metadata["split"] == {"sizes": [24, 8, 8], "seed": 0}
     assert saved.metadata["test_frames"] == 8
     assert np.isfinite(result.test_metrics["force_mae_mev_per_a"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    val_loss = [event.value for event in events.Scalars("val_loss")]
+    assert val_loss == pytest.approx([float(r["val_loss"]) for r in rows], rel=1e-6)
 
 
 def test_average_degree_counts_neighbours_within_the_cutoff(aspirin_xyz):

@@ -76,7 +76,8 @@ class TrainingConfig(OptimiserConfig):
     ``weight_decay``); ``gradient_clip`` caps the gradient norm; ``ema_decay`` keeps an exponential moving
     average of the weights, which is then the model validated, saved and tested; ``patience`` stops after that
     many epochs without a better validation loss. ``test_every`` also logs the test errors every that many
-    epochs, for learning curves (the test set never chooses anything).
+    epochs, for learning curves (the test set never chooses anything). ``tensorboard`` writes every metric to
+    ``<output>/tensorboard`` as well as to ``metrics.csv``.
     """
 
     energy_weight: float = 1.0
@@ -88,6 +89,7 @@ class TrainingConfig(OptimiserConfig):
     ema_decay: Optional[float] = None
     patience: Optional[int] = None
     test_every: Optional[int] = None
+    tensorboard: bool = True
 
 
 @dataclass

@@ -269,11 +269,16 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
         logger.info("resuming %s at epoch %d (best validation loss %.4g)", output, first_epoch, best_val)
     elif resume:
         logger.info("nothing to resume in %s: starting the run", output)
+    board = None
     if group.is_main:
         output.mkdir(parents=True, exist_ok=True)
         if first_epoch == 0:
             best_path.unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
         dump_config(config, output / "config.yaml")
+        if settings.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            board = SummaryWriter(str(output / "tensorboard"), purge_step=first_epoch)
 
     min_factor = settings.min_learning_rate / settings.learning_rate
     metadata = {
@@ -371,6 +376,11 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 row["test_force_mae_mev_per_a"] = test_now["force_mae_mev_per_a"]
             writer.writerow(row)
             handle.flush()
+            if board is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        board.add_scalar(key, value, epoch)
+                board.flush()
             if val_loss < best_val:
                 best_val, epochs_since_best = val_loss, 0
                 if group.is_main:
@@ -404,6 +414,8 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 break
 
     wall = time.perf_counter() - start
+    if board is not None:
+        board.close()
     if not group.is_main:
         distributed.barrier(group)  # rank 0 tests the best model and stores the result
         test = load_model(best_path, dtype).metadata["test_metrics"]
