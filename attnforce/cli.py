@@ -190,13 +190,24 @@ def _evaluate(args: argparse.Namespace) -> None:
     from training.evaluation import bootstrap_metrics, predict
 
     saved = load_model(args.model, torch_dtype(args.dtype))
-    frames = read_dataset(args.data, args.energy_unit)
+    energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
+    if energy_unit is None:
+        raise ValueError(f"{saved.path} does not record its data's energy unit: give --energy-unit")
+    frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
     if args.split == "test":
         split = saved.metadata.get("split")
         if split is None:
             raise ValueError(f"{saved.path} stores no split: evaluate --split all")
+        trained_on = saved.metadata.get("training_data")
+        if trained_on is not None and Path(trained_on).name != Path(args.data).name:
+            logging.getLogger("attnforce").warning(
+                "--split test: %s was trained on %s, not %s; the split is drawn over this file's frames",
+                saved.path,
+                trained_on,
+                args.data,
+            )
         frames = frames.subset(random_split(len(frames), split["sizes"], split["seed"])[2])
     energies, forces = predict(saved.potential, frames)
     result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
@@ -349,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("model", metavar="MODEL", help="saved model (or an embedded one's name)")
     evaluate.add_argument("data", metavar="DATA", help="extended XYZ or MD17/rMD17 .npz file")
-    evaluate.add_argument("--energy-unit", default="eV", help="energy unit of DATA (default: %(default)s)")
+    evaluate.add_argument(
+        "--energy-unit", help="energy unit of DATA (default: the unit of the model's training data, if recorded)"
+    )
     evaluate.add_argument(
         "--split",
         choices=["all", "test"],

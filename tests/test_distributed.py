@@ -57,3 +57,15 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "start", lambda: distributed.ProcessGroup(rank=0, world_size=2))
     with pytest.raises(ValueError, match="divisible by the 2 processes"):
         train(load_config(config), progress=False)
+
+
+@pytest.mark.skipif(not ASPIRIN_XYZ.is_file(), reason="reference data not found")
+def test_an_uneven_last_batch_is_trimmed_to_equal_shares(tmp_path):
+    config = tmp_path / "odd.yaml"
+    config.write_text(CONFIG.format(data=ASPIRIN_XYZ, output=tmp_path / "odd").replace("[32, 8, 8]", "[35, 8, 8]"))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    result = subprocess.run(
+        [*launcher, "-m", "attnforce.cli", "train", str(config)], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(_curve(tmp_path / "odd")) == 3

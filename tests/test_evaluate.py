@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not ASPIRIN_XYZ.is_file(), reason="reference dat
 
 def test_evaluate_reproduces_the_stored_test_errors_with_intervals(tmp_path, capsys):
     out = tmp_path / "eval.json"
-    args = ["evaluate", "default", str(ASPIRIN_XYZ), "--energy-unit", "meV", "--split", "test", "--json", str(out)]
+    args = ["evaluate", "default", str(ASPIRIN_XYZ), "--split", "test", "--json", str(out)]  # unit: the model's data
     assert main(args + ["--bootstrap", "200"]) == 0
     report = json.loads(out.read_text())
     stored = load_model("default").metadata["test_metrics"]
@@ -40,9 +40,16 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     assert a["force_mae_mev_per_a"]["value"] == pytest.approx(30 * np.sqrt(2 / np.pi), rel=0.05)
 
 
-def test_evaluate_names_data_with_unknown_elements(caplog):
+def test_evaluate_names_data_with_unknown_elements_or_units(tmp_path, caplog):
     ethanol = DATA / "md17" / "rmd17_ethanol_a.xyz"
-    assert main(["evaluate", "default", str(ethanol), "--bootstrap", "10"]) == 0  # H, C, O: known elements
+    assert main(["evaluate", "default", str(ethanol), "--energy-unit", "eV", "--bootstrap", "10"]) == 0  # H, C, O
+    ammonia = tmp_path / "nh3.xyz"
+    ammonia.write_text(
+        "4\nProperties=species:S:1:pos:R:3:forces:R:3 energy=-1.0\n"
+        + "".join(f"{e} {x} 0 0 0 0 0\n" for e, x in (("N", 0.0), ("H", 1.0), ("H", -1.0), ("H", 2.0)))
+    )
+    assert main(["evaluate", "default", str(ammonia), "--energy-unit", "eV"]) == 2
+    assert "elements the model was not trained on" in caplog.text
     assert main(["evaluate", "default", str(ASPIRIN_XYZ), "--energy-unit", "furlongs"]) == 2
     assert "furlongs" in caplog.text
 

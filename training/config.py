@@ -1,6 +1,7 @@
 """Experiment configs: one YAML per experiment, loaded strictly (unknown or missing keys are errors)."""
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,12 +144,29 @@ class ForecastExperimentConfig:
 
 
 def _checked(value: Any, annotation: Any, where: str) -> Any:
-    """``value`` if it has the field's scalar type (ints are accepted as floats); ValueError naming the key if not."""
-    if typing.get_origin(annotation) is typing.Union:
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
+    """``value`` if it has the field's type (ints are accepted as floats); ValueError naming the key if not.
+
+    Checks scalars, ``Optional``/unions of them, ``list[T]`` and ``dict`` fields; ``Any`` passes.
+    """
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
             return None
-        annotation = options[0] if len(options) == 1 else Any
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return _checked(value, option, where)
+            except ValueError as error:
+                errors.append(str(error).split(": ", 1)[1])
+        raise ValueError(f"{where}: {' or '.join(errors)}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return [_checked(item, arguments[0], f"{where}[{i}]") for i, item in enumerate(value)] if arguments else value
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, bool, str) and type(value) is not annotation:

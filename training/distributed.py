@@ -57,13 +57,14 @@ def mean_over_processes(value: torch.Tensor, group: ProcessGroup) -> torch.Tenso
     return total / group.world_size
 
 
-def agree(flag: bool, group: ProcessGroup) -> bool:
-    """Rank 0's ``flag`` on every process (for decisions that must not diverge, such as stopping on a budget)."""
+def from_main(value: float, group: ProcessGroup) -> float:
+    """Rank 0's ``value`` on every process (for quantities that decisions depend on: budgets spent, validation
+    losses), so that the processes never diverge."""
     if not group.distributed:
-        return flag
-    value = torch.tensor([1 if flag else 0])
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
 
 
 def barrier(group: ProcessGroup) -> None:

@@ -7,6 +7,7 @@ previous one intact. The test set is evaluated once, on the best model,
 and its errors are stored in the saved model's metadata.
 """
 
+import copy
 import csv
 import dataclasses
 import inspect
@@ -251,11 +252,14 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
     trained = DistributedDataParallel(potential) if group.distributed else potential
     ema = None
     if settings.ema_decay is not None:
-        ema = AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
+        # use_buffers=False: the buffers are constants (energy scale, shifts, e3nn index tables), and averaging
+        # would corrupt the integer ones; the averaged copy keeps its own copies of them.
+        ema = AveragedModel(potential, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=False)
 
     output = Path(config.output)
     best_path, last_path, metrics_path = output / "best.pt", output / "last.pt", output / "metrics.csv"
     first_epoch, best_val, epochs_since_best, spent_wall, spent_cpu = 0, math.inf, 0, 0.0, 0.0
+    best_saved = None  # the best model's weights and metadata, kept in last.pt so that best.pt can be rewritten
     if resume and last_path.is_file():
         state = _read_training_state(last_path, config)
         potential.load_state_dict(state["model"])
@@ -265,6 +269,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         first_epoch, best_val, epochs_since_best = state["epoch"], state["best_val"], state["epochs_since_best"]
+        best_saved = state["best"]
         spent_wall, spent_cpu = state["wall_seconds"], state["cpu_seconds"]
         logger.info("resuming %s at epoch %d (best validation loss %.4g)", output, first_epoch, best_val)
     elif resume:
@@ -272,8 +277,9 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
     board = None
     if group.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        if first_epoch == 0:
-            best_path.unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
+        if first_epoch == 0:  # a reused run directory must not hand back an older run's model or state
+            best_path.unlink(missing_ok=True)
+            last_path.unlink(missing_ok=True)
         dump_config(config, output / "config.yaml")
         if settings.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -289,6 +295,23 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
     }
     evaluated = ema.module if ema is not None else potential  # the weights that are validated, saved and tested
 
+    def save_best(weights: dict, extra: dict) -> None:
+        if not group.is_main:
+            return
+        best_model = copy.deepcopy(evaluated)
+        best_model.load_state_dict(weights)
+        save_model(
+            best_path,
+            best_model,
+            config.model.architecture,
+            config.model.hyperparameters,
+            frames.atomic_numbers.tolist(),
+            {**metadata, **extra},
+        )
+
+    if best_saved is not None:  # a kill between last.pt and best.pt must not leave another run's best model
+        save_best(best_saved["weights"], best_saved["metadata"])
+
     def save_state(next_epoch: int, wall: float, cpu: float) -> None:
         if not group.is_main:
             return
@@ -303,6 +326,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 "numpy_rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
                 "best_val": best_val,
+                "best": best_saved,
                 "epochs_since_best": epochs_since_best,
                 "wall_seconds": wall,
                 "cpu_seconds": cpu,
@@ -329,7 +353,16 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
             disable=not progress,
         )
         for epoch in bar:
-            spent, _ = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
+            # Stop here, before an epoch, so that a resumed run that had stopped stays stopped. Rank 0's clocks
+            # decide for every process, so that their learning rates and decisions never diverge.
+            spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
+            spent = distributed.from_main(spent, group)
+            if epoch > 0 and spent >= 1.0:  # every run trains at least one epoch
+                logger.info("stopping after %d epochs: the %s budget is spent", epoch, budget)
+                break
+            if epoch > 0 and settings.patience is not None and epochs_since_best >= settings.patience:
+                logger.info("stopping after %d epochs: no better validation loss for %d", epoch, settings.patience)
+                break
             lr = settings.learning_rate * learning_rate_factor(
                 epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
             )
@@ -339,7 +372,11 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
             order = rng.permutation(len(train_frames))
             losses = []
             for first in range(0, len(order), settings.batch_size):
-                share = order[first : first + settings.batch_size][group.rank :: group.world_size]
+                batch = order[first : first + settings.batch_size]
+                batch = batch[: len(batch) - len(batch) % group.world_size]  # equal shares; alone: the whole batch
+                if len(batch) == 0:
+                    continue
+                share = batch[group.rank :: group.world_size]
                 loss = _batch_loss(trained, train_frames, share, dtype, config)
                 batch_loss = distributed.mean_over_processes(loss.detach(), group)
                 if not torch.isfinite(batch_loss):
@@ -358,6 +395,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
 
             evaluated.eval()
             val_loss, val = _validate(evaluated, val_frames, config)
+            val_loss = distributed.from_main(val_loss, group)
             if not math.isfinite(val_loss):
                 raise FloatingPointError(f"epoch {epoch}: the validation loss is {val_loss}; stopped (see {last_path})")
             row = {
@@ -371,7 +409,11 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 "cpu_s": round(time.process_time() - start_cpu, 2),
             }
             if settings.test_every and (epoch + 1) % settings.test_every == 0:
-                test_now = error_metrics(evaluated, test_frames)  # for learning curves only: never for selection
+                # For learning curves only (never for selection), and outside the clocks of the budgets.
+                test_wall, test_cpu = time.perf_counter(), time.process_time()
+                test_now = error_metrics(evaluated, test_frames)
+                start += time.perf_counter() - test_wall
+                start_cpu += time.process_time() - test_cpu
                 row["test_energy_mae_mev"] = test_now["energy_mae_mev"]
                 row["test_force_mae_mev_per_a"] = test_now["force_mae_mev_per_a"]
             writer.writerow(row)
@@ -383,15 +425,11 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 board.flush()
             if val_loss < best_val:
                 best_val, epochs_since_best = val_loss, 0
-                if group.is_main:
-                    save_model(
-                        best_path,
-                        evaluated,
-                        config.model.architecture,
-                        config.model.hyperparameters,
-                        frames.atomic_numbers.tolist(),
-                        {**metadata, "epoch": epoch, "validation_metrics": val},
-                    )
+                best_saved = {
+                    "weights": {k: v.detach().clone() for k, v in evaluated.state_dict().items()},
+                    "metadata": {"epoch": epoch, "validation_metrics": val},
+                }
+                save_best(best_saved["weights"], best_saved["metadata"])
             else:
                 epochs_since_best += 1
             epochs_run = epoch + 1
@@ -405,13 +443,6 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
                 val["energy_mae_mev"],
                 val["force_mae_mev_per_a"],
             )
-            spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
-            if distributed.agree(spent >= 1.0, group):  # rank 0's clocks decide for every process
-                logger.info("stopping after %d epochs: the %s budget is spent", epochs_run, budget)
-                break
-            if settings.patience is not None and epochs_since_best >= settings.patience:
-                logger.info("stopping after %d epochs: no better validation loss for %d", epochs_run, settings.patience)
-                break
 
     wall = time.perf_counter() - start
     if board is not None:
