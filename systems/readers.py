@@ -5,6 +5,7 @@ rMD17 aspirin extxyz of this project's data uses meV, rMD17 ethanol eV, MD17 eth
 MD17 and rMD17 ``.npz`` files use kcal/mol.
 """
 
+import itertools
 import shlex
 from pathlib import Path
 
@@ -66,54 +67,82 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
     """
     path = _existing(path)
     ev = _ev_per(energy_unit)
-    lines = path.read_text().splitlines()
-    numbers, positions, energies, forces = None, [], [], []
-    cursor = 0
-    while cursor < len(lines):
-        if not lines[cursor].strip():
-            cursor += 1
-            continue
-        where = f"{path}, line {cursor + 1}"
-        try:
-            num_atoms = int(lines[cursor])
-        except ValueError:
-            raise ValueError(f"{where}: expected an atom count, found {lines[cursor][:60]!r}") from None
-        if cursor + 2 + num_atoms > len(lines):
-            raise ValueError(f"{where}: file ends inside a frame of {num_atoms} atoms (truncated?)")
-        comment = _parse_comment(lines[cursor + 1])
-        if "energy" not in comment:
-            raise ValueError(f"{where}: comment line has no energy= field")
-        columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
-        force_key = "forces" if "forces" in columns else "force"
-        if columns.get("species") != slice(0, 1) or "pos" not in columns or force_key not in columns:
-            raise ValueError(f"{where}: Properties must start with species and include pos and forces")
-        try:
-            energy = float(comment["energy"])
-        except ValueError:
-            raise ValueError(f"{where}: energy={comment['energy']!r} is not a number") from None
-        rows = [line.split() for line in lines[cursor + 2 : cursor + 2 + num_atoms]]
-        try:
-            frame_numbers = [atomic_number(row[0]) for row in rows]
-            table = np.array([[float(v) for v in row[1:]] for row in rows])
-        except (IndexError, ValueError) as error:
-            raise ValueError(f"{where}: bad atom line ({error})") from None
-        if numbers is None:
-            numbers = frame_numbers
-        elif frame_numbers != numbers:
-            raise ValueError(f"{where}: atoms differ from the first frame's; one molecule per file")
-        positions.append(table[:, columns["pos"].start - 1 : columns["pos"].stop - 1])
-        forces.append(table[:, columns[force_key].start - 1 : columns[force_key].stop - 1])
-        energies.append(energy)
-        cursor += 2 + num_atoms
-    if numbers is None:
-        raise ValueError(f"{path}: no frames")
+    # Two streaming passes: count the frames, then fill arrays allocated once (the text is never held whole).
+    num_frames, num_atoms = _count_frames(path)
+    numbers: list[int] | None = None
+    positions = np.empty((num_frames, num_atoms, 3))
+    forces = np.empty((num_frames, num_atoms, 3))
+    energies = np.empty(num_frames)
+    with open(path) as handle:
+        line_number = 0
+        for frame in range(num_frames):
+            line = handle.readline()
+            line_number += 1
+            while not line.strip():
+                line = handle.readline()
+                line_number += 1
+            where = f"{path}, line {line_number}"
+            header = handle.readline()
+            rows = [handle.readline().split() for _ in range(num_atoms)]
+            line_number += 1 + num_atoms
+            comment = _parse_comment(header)
+            if "energy" not in comment:
+                raise ValueError(f"{where}: comment line has no energy= field")
+            columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
+            force_key = "forces" if "forces" in columns else "force"
+            if columns.get("species") != slice(0, 1) or "pos" not in columns or force_key not in columns:
+                raise ValueError(f"{where}: Properties must start with species and include pos and forces")
+            try:
+                energies[frame] = float(comment["energy"])
+            except ValueError:
+                raise ValueError(f"{where}: energy={comment['energy']!r} is not a number") from None
+            try:
+                frame_numbers = [atomic_number(row[0]) for row in rows]
+                table = np.array([[float(v) for v in row[1:]] for row in rows])
+                positions[frame] = table[:, columns["pos"].start - 1 : columns["pos"].stop - 1]
+                forces[frame] = table[:, columns[force_key].start - 1 : columns[force_key].stop - 1]
+            except (IndexError, ValueError) as error:
+                raise ValueError(f"{where}: bad atom line ({error})") from None
+            if numbers is None:
+                numbers = frame_numbers
+            elif frame_numbers != numbers:
+                raise ValueError(f"{where}: atoms differ from the first frame's; one molecule per file")
+    energies *= ev
+    forces *= ev
     return Frames(
         atomic_numbers=np.array(numbers, dtype=np.int64),
-        positions=np.array(positions),
-        energies=np.array(energies) * ev,
-        forces=np.array(forces) * ev,
+        positions=positions,
+        energies=energies,
+        forces=forces,
         source=str(path),
     )
+
+
+def _count_frames(path: Path) -> tuple[int, int]:
+    """(frames, atoms per frame) of an XYZ file, streaming; ValueError for a truncated file or differing sizes."""
+    num_frames, num_atoms, line_number = 0, None, 0
+    with open(path) as handle:
+        for line in handle:
+            line_number += 1
+            if not line.strip():
+                continue
+            try:
+                count = int(line)
+            except ValueError:
+                raise ValueError(f"{path}, line {line_number}: expected an atom count, found {line[:60]!r}") from None
+            if num_atoms is not None and count != num_atoms:
+                raise ValueError(
+                    f"{path}, line {line_number}: atoms differ from the first frame's; one molecule per file"
+                )
+            num_atoms = count
+            skipped = sum(1 for _ in itertools.islice(handle, count + 1))
+            if skipped < count + 1:
+                raise ValueError(f"{path}, line {line_number}: file ends inside a frame of {count} atoms (truncated?)")
+            line_number += skipped
+            num_frames += 1
+    if num_atoms is None:
+        raise ValueError(f"{path}: no frames")
+    return num_frames, num_atoms
 
 
 def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
