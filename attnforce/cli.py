@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.set_defaults(handler=_md)
 
     evaluate = commands.add_parser(
-        "evaluate", help="energy and force errors of a saved model on labelled data, with bootstrap 95% intervals"
+        "evaluate", help="energy and force errors of a saved model on labelled data, with bootstrap 95%% intervals"
     )
     evaluate.add_argument("model", metavar="MODEL", help="saved model (or an embedded one's name)")
     evaluate.add_argument("data", metavar="DATA", help="extended XYZ or MD17/rMD17 .npz file")

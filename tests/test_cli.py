@@ -16,7 +16,7 @@ def test_help_lists_every_command():
         [sys.executable, "-m", "attnforce.cli", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0
-    for command in ("train", "export", "md", "info"):
+    for command in ("train", "export", "md", "forecast", "evaluate", "info"):
         assert command in done.stdout
 
 
