@@ -111,13 +111,19 @@ def resolve_model_path(model: str | Path) -> Path:
     return path
 
 
+def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; ValueError naming ``what`` for a truncated or foreign
+    file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a truncated or foreign file
+        raise ValueError(f"{path}: not a readable {what} ({type(error).__name__}: {error})") from None
+
+
 def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
     """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
     path = resolve_model_path(model)
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"{path}: not a readable attnforce model ({type(error).__name__}: {error})") from None
+    stored = read_stored(path)
     if not isinstance(stored, dict) or "schema_version" not in stored:
         raise ValueError(f"{path}: not an attnforce model (no schema_version)")
     version = stored["schema_version"]

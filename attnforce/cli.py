@@ -188,8 +188,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import load_model
     from systems import random_split, read_dataset
     from training.evaluation import bootstrap_metrics, predict
+    from training.trainer import DTYPES
 
-    saved = load_model(args.model, torch_dtype(args.dtype))
+    saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
     if energy_unit is None:
         raise ValueError(f"{saved.path} does not record its data's energy unit: give --energy-unit")
@@ -220,12 +221,6 @@ def _evaluate(args: argparse.Namespace) -> None:
         report = {"model": saved.path, "data": str(args.data), "split": args.split, "frames": len(frames), **result}
         with atomic_output(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -273,22 +268,12 @@ def _info(args: argparse.Namespace) -> None:
             )
         return
     if is_forecaster(args.model):
-        forecaster = load_forecaster(args.model)
-        count = sum(p.numel() for p in forecaster.model.parameters())
-        print(
-            json.dumps(
-                {
-                    "architecture": forecaster.architecture,
-                    "parameters": count,
-                    "hyperparameters": forecaster.hyperparameters,
-                    "metadata": forecaster.metadata,
-                },
-                indent=2,
-            )
-        )
-        return
-    saved = load_model(args.model)
-    count = sum(p.numel() for p in saved.potential.parameters())
+        saved = load_forecaster(args.model)
+        network = saved.model
+    else:
+        saved = load_model(args.model)
+        network = saved.potential
+    count = sum(p.numel() for p in network.parameters())
     print(
         json.dumps(
             {

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import attnforce
-from attnforce.checkpoint import SCHEMA_VERSION, atomic_save
+from attnforce.checkpoint import SCHEMA_VERSION, atomic_save, read_stored
 from integrators.dynamics import build_dynamics
 from systems.forecasting import ForecastTask
 
@@ -124,8 +124,8 @@ def is_forecaster(model: str | Path) -> bool:
     if str(model) in EMBEDDED_FORECASTERS:
         return True
     try:
-        stored = torch.load(model, map_location="cpu", weights_only=True)
-    except Exception:  # anything unreadable is not one; the energy-model loader names the problem
+        stored = read_stored(model)
+    except ValueError:  # anything unreadable is not one; the energy-model loader names the problem
         return False
     return isinstance(stored, dict) and stored.get("kind") == KIND
 
@@ -133,10 +133,7 @@ def is_forecaster(model: str | Path) -> bool:
 def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dtype = torch.float32) -> SavedForecaster:
     """Read a saved learned integrator (a path, ``default`` for ``task``'s embedded one, or a task's name)."""
     path = resolve_forecaster_path(model, task)
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"{path}: not a readable attnforce model ({type(error).__name__}: {error})") from None
+    stored = read_stored(path)
     if not isinstance(stored, dict) or stored.get("kind") != KIND:
         raise ValueError(f"{path}: not an attnforce learned integrator (an energy model goes to `attnforce md`)")
     if stored.get("schema_version") != SCHEMA_VERSION:

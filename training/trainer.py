@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from attnforce import keys
-from attnforce.checkpoint import atomic_save, load_model, save_model
+from attnforce.checkpoint import atomic_save, load_model, read_stored, save_model
 from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from systems.splits import NAMED_SPLITS
@@ -188,10 +188,7 @@ def _check_settings(settings) -> None:
 
 def _read_training_state(path: Path, config: ExperimentConfig) -> dict:
     """The state stored by an earlier run of ``config`` in ``path``; ValueError if it belongs to another run."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"{path}: not a readable training state ({type(error).__name__}: {error})") from None
+    state = read_stored(path, "training state")
     if not isinstance(state, dict) or state.get("kind") != TRAINING_STATE_KIND:
         raise ValueError(f"{path}: not an attnforce training state")
     stored, current = state["config"], asdict(config)
