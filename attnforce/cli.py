@@ -38,9 +38,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.output:
         config.output = args.output
     if isinstance(config, ForecastExperimentConfig):
-        if args.resume:
-            raise ValueError("--resume continues energy + force runs; learned-integrator runs start afresh")
-        result = train_forecaster(config)
+        result = train_forecaster(config, resume=args.resume)
         test = result.test_metrics
         print(
             f"best model: {result.best_model} after {result.epochs} epochs ({result.wall_seconds / 60:.1f} min); "
@@ -188,7 +186,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import load_model
     from systems import random_split, read_dataset
     from training.evaluation import bootstrap_metrics, predict
-    from training.trainer import DTYPES
+    from training.loop import DTYPES
 
     saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")

@@ -25,19 +25,20 @@ def _check_inputs(positions: np.ndarray, velocities: np.ndarray, types: np.ndarr
 def step(
     model: nn.Module, positions: np.ndarray, velocities: np.ndarray, types: np.ndarray, batch_size: int = 500
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One horizon ahead: ``positions``, ``velocities`` (S, N, 3), ``types`` (S, N) -> the same two arrays."""
+    """One horizon ahead: ``positions``, ``velocities`` (S, N, 3), ``types`` (S, N) -> the same two arrays (the
+    network runs on the model's device)."""
     _check_inputs(positions, velocities, types)
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     out_x, out_v = np.empty_like(positions, dtype=np.float64), np.empty_like(velocities, dtype=np.float64)
     with torch.no_grad():
         for first in range(0, len(positions), batch_size):
             part = slice(first, first + batch_size)
             x, v = model(
-                torch.as_tensor(positions[part], dtype=dtype),
-                torch.as_tensor(velocities[part], dtype=dtype),
-                torch.as_tensor(types[part], dtype=torch.int64),
+                torch.as_tensor(positions[part], dtype=dtype, device=device),
+                torch.as_tensor(velocities[part], dtype=dtype, device=device),
+                torch.as_tensor(types[part], dtype=torch.int64, device=device),
             )
-            out_x[part], out_v[part] = x.double().numpy(), v.double().numpy()
+            out_x[part], out_v[part] = x.double().cpu().numpy(), v.double().cpu().numpy()
     if not (np.all(np.isfinite(out_x)) and np.all(np.isfinite(out_v))):
         raise FloatingPointError("the learned integrator produced NaN or infinite positions or velocities")
     return out_x, out_v

@@ -54,7 +54,7 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path, monkeypatch):
     config.write_text(
         CONFIG.format(data=ASPIRIN_XYZ, output=tmp_path / "run").replace("batch_size: 8", "batch_size: 7")
     )
-    monkeypatch.setattr(distributed, "start", lambda: distributed.ProcessGroup(rank=0, world_size=2))
+    monkeypatch.setattr(distributed, "start", lambda device="cpu": distributed.ProcessGroup(rank=0, world_size=2))
     with pytest.raises(ValueError, match="divisible by the 2 processes"):
         train(load_config(config), progress=False)
 

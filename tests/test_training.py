@@ -9,8 +9,9 @@ import torch
 from attnforce.checkpoint import load_model
 from systems import random_split, read_extxyz
 from training.config import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig, load_config
+from training.loop import learning_rate_factor
 from training.statistics import fit_average_degree, fit_energy_statistics
-from training.trainer import learning_rate_factor, train
+from training.trainer import train
 
 
 def test_energy_statistics_of_one_molecule(aspirin_xyz):

@@ -48,12 +48,22 @@ class ModelConfig:
 
 @dataclass
 class OptimiserConfig:
-    """Optimisation settings shared by every trainer.
+    """Optimisation settings shared by every trainer (see :mod:`training.loop`).
 
-    The learning rate warms up linearly for ``warmup_epochs`` then follows a cosine to ``min_learning_rate`` at
-    ``epochs``. ``max_minutes`` stops early on a wall-clock budget, ``max_cpu_minutes`` on the process's CPU time
-    summed over its threads (a budget that other work on the machine does not eat into: for comparing models), and
-    the cosine then runs over whichever of the epochs or the budgets is spent first.
+    Learning rate: a linear warm-up over ``warmup_epochs``, then ``schedule``: ``cosine`` to ``min_learning_rate``
+    at ``epochs`` (or when a budget is spent, whichever comes first), ``constant``, or ``plateau`` (multiplied by
+    ``plateau_factor`` after ``plateau_patience`` epochs without a better validation loss, down to
+    ``min_learning_rate``). ``max_minutes`` stops early on a wall-clock budget, ``max_cpu_minutes`` on the
+    process's CPU time summed over its threads (a budget that other work on the machine does not eat into: for
+    comparing models).
+
+    ``optimizer`` is ``adam`` or ``adamw`` (decoupled ``weight_decay``); ``gradient_clip`` caps the gradient norm;
+    ``ema_decay`` keeps an exponential moving average of the weights, which is then the model validated, saved and
+    tested; ``patience`` stops after that many epochs without a better validation loss. ``test_every`` also logs
+    the test errors every that many epochs, for learning curves (the test set never chooses anything).
+    ``tensorboard`` writes every metric to ``<output>/tensorboard`` as well as to ``metrics.csv``. ``device`` is
+    ``auto`` (the GPU when one is visible), ``cpu``, ``cuda`` (under torchrun: the GPU of the process's local rank)
+    or ``cuda:K``.
     """
 
     epochs: int = 100
@@ -61,29 +71,11 @@ class OptimiserConfig:
     learning_rate: float = 1.0e-3
     min_learning_rate: float = 1.0e-5
     warmup_epochs: int = 2
+    schedule: str = "cosine"
+    plateau_factor: float = 0.8
+    plateau_patience: int = 10
     max_minutes: Optional[float] = None
     max_cpu_minutes: Optional[float] = None
-    seed: int = 0
-    dtype: str = "float32"
-    threads: Optional[int] = None
-
-
-@dataclass
-class TrainingConfig(OptimiserConfig):
-    """Energy + force training.
-
-    The loss is ``energy_weight * err(E / n_atoms) + force_weight * err(F)`` in eV and eV/Å, ``err`` one of
-    :data:`training.losses.LOSSES` (``loss``). ``optimizer`` is ``adam`` or ``adamw`` (decoupled
-    ``weight_decay``); ``gradient_clip`` caps the gradient norm; ``ema_decay`` keeps an exponential moving
-    average of the weights, which is then the model validated, saved and tested; ``patience`` stops after that
-    many epochs without a better validation loss. ``test_every`` also logs the test errors every that many
-    epochs, for learning curves (the test set never chooses anything). ``tensorboard`` writes every metric to
-    ``<output>/tensorboard`` as well as to ``metrics.csv``.
-    """
-
-    energy_weight: float = 1.0
-    force_weight: float = 1.0
-    loss: str = "mse"
     optimizer: str = "adam"
     weight_decay: float = 0.0
     gradient_clip: Optional[float] = None
@@ -91,6 +83,20 @@ class TrainingConfig(OptimiserConfig):
     patience: Optional[int] = None
     test_every: Optional[int] = None
     tensorboard: bool = True
+    seed: int = 0
+    dtype: str = "float32"
+    threads: Optional[int] = None
+    device: str = "auto"
+
+
+@dataclass
+class TrainingConfig(OptimiserConfig):
+    """Energy + force training: the loss is ``energy_weight * err(E / n_atoms) + force_weight * err(F)`` in eV and
+    eV/Å, ``err`` one of :data:`training.losses.LOSSES` (``loss``)."""
+
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    loss: str = "mse"
 
 
 @dataclass

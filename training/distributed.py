@@ -1,9 +1,10 @@
 """Data-parallel training across processes: PyTorch DistributedDataParallel under ``torchrun``.
 
 ``torchrun --nproc_per_node P -m attnforce.cli train CONFIG`` starts P processes; each computes the loss on its
-share of every global batch (``batch_size`` structures, split by rank), DDP averages the gradients, and every
-process takes the same optimiser step. Logging, metrics and checkpoints come from rank 0 only. The backend is gloo
-(CPU processes); the energy trainer runs on the CPU.
+share of every global batch (``batch_size`` samples, split by rank), DDP averages the gradients, and every process
+takes the same optimiser step. Logging, metrics and checkpoints come from rank 0 only. The backend follows the
+device: NCCL for GPUs (one per process, chosen by ``LOCAL_RANK``), gloo for CPU processes. Across nodes, give
+torchrun its usual ``--nnodes``/``--rdzv-endpoint`` arguments; nothing here changes.
 
 With equal shares of structures of equal size (one molecule, ``batch_size`` divisible by P), the averaged gradient
 is the gradient of the global batch's loss, so P processes follow the 1-process loss curve up to floating-point
@@ -11,7 +12,7 @@ summation order.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -19,10 +20,11 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class ProcessGroup:
-    """This process's place: ``rank`` of ``world_size`` (1 without torchrun)."""
+    """This process's place: ``rank`` of ``world_size`` (1 without torchrun), and the device it trains on."""
 
     rank: int = 0
     world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -33,14 +35,35 @@ class ProcessGroup:
         return self.world_size > 1
 
 
-def start() -> ProcessGroup:
-    """Join the process group that torchrun describes in the environment (``WORLD_SIZE`` > 1), or run alone."""
+def resolve_device(request: str, local_rank: int = 0) -> torch.device:
+    """The device that ``training.device`` names: ``auto`` (a GPU when one is visible, else the CPU), ``cpu``,
+    ``cuda`` (the GPU of this process's local rank) or ``cuda:K``; ValueError for a GPU that is not there."""
+    if request == "auto":
+        request = "cuda" if torch.cuda.is_available() else "cpu"
+    if request == "cpu":
+        return torch.device("cpu")
+    if request == "cuda" or request.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"training.device is {request!r} but torch sees no GPU (use cpu or auto)")
+        device = torch.device("cuda", local_rank) if request == "cuda" else torch.device(request)
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"training.device {device} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+        return device
+    raise ValueError(f"training.device must be auto, cpu, cuda or cuda:K, got {request!r}")
+
+
+def start(device_request: str = "cpu") -> ProcessGroup:
+    """Join the process group that torchrun describes in the environment (``WORLD_SIZE`` > 1), or run alone, on
+    the device that ``device_request`` names (see :func:`resolve_device`)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_request, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world_size <= 1:
-        return ProcessGroup()
+        return ProcessGroup(device=device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    return ProcessGroup(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
 
 
 def stop(group: ProcessGroup) -> None:
@@ -52,7 +75,7 @@ def mean_over_processes(value: torch.Tensor, group: ProcessGroup) -> torch.Tenso
     """The mean of a (detached) scalar over the processes; the value itself when alone."""
     if not group.distributed:
         return value
-    total = value.detach().clone().double()
+    total = value.detach().clone().double().to(group.device)
     dist.all_reduce(total)
     return total / group.world_size
 
@@ -62,7 +85,7 @@ def from_main(value: float, group: ProcessGroup) -> float:
     losses), so that the processes never diverge."""
     if not group.distributed:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = torch.tensor([value], dtype=torch.float64, device=group.device)
     dist.broadcast(tensor, src=0)
     return float(tensor.item())
 

@@ -10,18 +10,18 @@ from systems.frames import Frames, collate
 
 
 def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted energies (F,) eV and forces (F, N, 3) eV/Å."""
-    dtype = potential.energy_scale.dtype
+    """Predicted energies (F,) eV and forces (F, N, 3) eV/Å, computed on the potential's device."""
+    dtype, device = potential.energy_scale.dtype, potential.energy_scale.device
     energies, forces = [], []
     with torch.enable_grad():
         for start in range(0, len(frames), batch_size):
             indices = np.arange(start, min(start + batch_size, len(frames)))
-            batch = collate(frames, indices, dtype)
+            batch = {k: v.to(device) for k, v in collate(frames, indices, dtype).items()}
             energy, force = potential(
                 batch[keys.POSITIONS], batch[keys.ATOMIC_NUMBERS], batch[keys.BATCH], len(indices)
             )
-            energies.append(energy.detach().double().numpy())
-            forces.append(force.detach().double().numpy().reshape(len(indices), -1, 3))
+            energies.append(energy.detach().double().cpu().numpy())
+            forces.append(force.detach().double().cpu().numpy().reshape(len(indices), -1, 3))
     return np.concatenate(energies), np.concatenate(forces)
 
 

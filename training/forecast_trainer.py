@@ -2,31 +2,33 @@
 
 The papers' protocol (EGNN, SAKE): MSE on positions, the model of the epoch with the lowest validation loss kept,
 its test error reported. A run directory holds ``config.yaml`` (resolved), ``best.pt`` (a saved learned integrator,
-see :mod:`integrators.saved`), ``metrics.csv`` (one row per epoch) and ``learning_curve.png``.
+see :mod:`integrators.saved`), ``last.pt`` (for ``attnforce train --resume``), ``metrics.csv`` (one row per epoch)
+and ``learning_curve.png``. The epoch loop, resume and DDP are :mod:`training.loop`'s, shared with the energy
+trainer.
 """
 
+import copy
 import csv
 import dataclasses
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from integrators.dynamics import build_dynamics
 from integrators.forecast import step
 from integrators.saved import load_forecaster, save_forecaster
 from systems.forecasting import ForecastSamples, load_split, load_task
-from training.config import ForecastExperimentConfig, dump_config
-from training.trainer import DTYPES, _budget_spent, learning_rate_factor
+from training import distributed
+from training.config import ForecastExperimentConfig
+from training.loop import DTYPES, Objective, check_settings, run_epochs
 
 logger = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["epoch", "wall_s", "cpu_s", "learning_rate", "train_loss", "val_loss", "val_position_mse"]
+VALIDATION_COLUMNS = ["val_position_mse"]
+TEST_COLUMNS = ["test_position_mse"]
 
 
 @dataclass
@@ -52,12 +54,12 @@ def forecast_metrics(model: torch.nn.Module, samples: ForecastSamples, horizon: 
     }
 
 
-def _loss(model, samples: ForecastSamples, indices: np.ndarray, horizon: float, velocity_weight: float, dtype):
+def _loss(model, samples: ForecastSamples, indices: np.ndarray, horizon: float, velocity_weight: float, dtype, device):
     tensors = [
-        torch.as_tensor(a[indices], dtype=dtype)
+        torch.as_tensor(a[indices], dtype=dtype, device=device)
         for a in (samples.positions, samples.velocities, samples.target_positions, samples.target_velocities)
     ]
-    positions, velocities = model(tensors[0], tensors[1], torch.as_tensor(samples.types[indices]))
+    positions, velocities = model(tensors[0], tensors[1], torch.as_tensor(samples.types[indices], device=device))
     loss = (positions - tensors[2]).pow(2).mean()
     if velocity_weight:
         loss = loss + velocity_weight * ((velocities - tensors[3]) * horizon).pow(2).mean()
@@ -92,16 +94,31 @@ def plot_forecast_learning_curve(metrics_csv: Path, output_png: Path) -> None:
     plt.close(fig)
 
 
-def train_forecaster(config: ForecastExperimentConfig, progress: bool = True) -> ForecastTrainResult:
-    """Run one learned-integrator experiment end to end (see the module docstring)."""
+def train_forecaster(
+    config: ForecastExperimentConfig, progress: bool = True, resume: bool = False
+) -> ForecastTrainResult:
+    """Run one learned-integrator experiment end to end (see the module docstring); ``resume`` and torchrun as
+    for :func:`training.trainer.train`."""
+    check_settings(config.training)
+    group = distributed.start(config.training.device)
+    try:
+        return _train_forecaster(config, progress and group.is_main, resume, group)
+    finally:
+        distributed.stop(group)
+
+
+def _train_forecaster(
+    config: ForecastExperimentConfig, progress: bool, resume: bool, group: distributed.ProcessGroup
+) -> ForecastTrainResult:
     settings = config.training
-    if settings.dtype not in DTYPES:
-        raise ValueError(f"training.dtype must be one of {sorted(DTYPES)}, got {settings.dtype!r}")
+    if settings.batch_size % group.world_size:
+        raise ValueError(
+            f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
+        )
     dtype = DTYPES[settings.dtype]
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
 
     # Everything that can fail on bad input happens before the run directory is written.
     data = config.data
@@ -114,101 +131,68 @@ def train_forecaster(config: ForecastExperimentConfig, progress: bool = True) ->
     )
     hyperparameters = {**config.model.hyperparameters, "num_types": task.num_types, "horizon": task.horizon}
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, hyperparameters=hyperparameters))
-    model = build_dynamics(config.model.architecture, hyperparameters, dtype)
-    logger.info("%s: %d parameters", config.model.architecture, sum(p.numel() for p in model.parameters()))
+    model = build_dynamics(config.model.architecture, hyperparameters, dtype).to(group.device)
+    logger.info(
+        "%s: %d parameters, training on %s",
+        config.model.architecture,
+        sum(p.numel() for p in model.parameters()),
+        group.device,
+    )
 
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "best.pt").unlink(missing_ok=True)  # a reused run directory must not hand back an older run's model
-    dump_config(config, output / "config.yaml")
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    min_factor = settings.min_learning_rate / settings.learning_rate
-    best_path, metrics_path = output / "best.pt", output / "metrics.csv"
+    best_path = Path(config.output) / "best.pt"
     predicts_velocities = settings.velocity_weight > 0
     metadata = {"training_data": asdict(data), "training": asdict(settings)}
 
-    def save(path: Path, extra: dict) -> None:
+    def save(path: Path, trained: torch.nn.Module, extra: dict) -> None:
         save_forecaster(
-            path, model, config.model.architecture, hyperparameters, task, predicts_velocities, {**metadata, **extra}
+            path, trained, config.model.architecture, hyperparameters, task, predicts_velocities, {**metadata, **extra}
         )
 
-    best_val = math.inf
-    start, start_cpu = time.perf_counter(), time.process_time()
-    epochs_run = 0
-    with open(metrics_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        bar = tqdm(range(settings.epochs), desc="epochs", unit="epoch", disable=not progress)
-        for epoch in bar:
-            spent, _ = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
-            lr = settings.learning_rate * learning_rate_factor(
-                epoch, settings.warmup_epochs, settings.epochs, min_factor, spent
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            order = rng.permutation(len(train_set))
-            losses = []
-            for first in range(0, len(order), settings.batch_size):
-                indices = order[first : first + settings.batch_size]
-                loss = _loss(model, train_set, indices, task.horizon, settings.velocity_weight, dtype)
-                if not torch.isfinite(loss.detach()):
-                    raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()}; best model kept at {best_path}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+    def save_best(evaluated: torch.nn.Module, weights: dict, extra: dict) -> None:
+        best_model = copy.deepcopy(evaluated).cpu()
+        best_model.load_state_dict(weights)
+        save(best_path, best_model, extra)
 
-            model.eval()
-            val_loss, val_position_mse = _validation_loss(model, val_set, task.horizon, settings.velocity_weight)
-            if not math.isfinite(val_loss):
-                raise FloatingPointError(
-                    f"epoch {epoch}: validation loss is {val_loss}; best model kept at {best_path}"
-                )
-            writer.writerow(
-                {
-                    "epoch": epoch,
-                    "wall_s": round(time.perf_counter() - start, 2),
-                    "cpu_s": round(time.process_time() - start_cpu, 2),
-                    "learning_rate": lr,
-                    "train_loss": float(np.mean(losses)),
-                    "val_loss": val_loss,
-                    "val_position_mse": val_position_mse,
-                }
-            )
-            handle.flush()
-            if val_loss < best_val:
-                best_val = val_loss
-                save(
-                    best_path,
-                    {"epoch": epoch, "validation_loss": val_loss, "validation_position_mse": val_position_mse},
-                )
-            bar.set_postfix(val_mse=f"{val_position_mse:.4g}")
-            epochs_run = epoch + 1
-            spent, budget = _budget_spent(settings, time.perf_counter() - start, time.process_time() - start_cpu)
-            if spent >= 1.0:
-                logger.info("stopping after %d epochs: the %s budget is spent", epochs_run, budget)
-                break
+    def validate(evaluated: torch.nn.Module) -> tuple[float, dict[str, float]]:
+        loss, position_mse = _validation_loss(evaluated, val_set, task.horizon, settings.velocity_weight)
+        return loss, {"val_position_mse": position_mse}
 
-    wall = time.perf_counter() - start
-    plot_forecast_learning_curve(metrics_path, output / "learning_curve.png")
+    objective = Objective(
+        train_size=len(train_set),
+        batch_loss=lambda module, indices: _loss(
+            module, train_set, indices, task.horizon, settings.velocity_weight, dtype, group.device
+        ),
+        validate=validate,
+        columns=VALIDATION_COLUMNS + TEST_COLUMNS,
+        test=lambda evaluated: {
+            "test_position_mse": forecast_metrics(evaluated, test_set, task.horizon)["position_mse"]
+        },
+    )
+    result = run_epochs(model, objective, config, save_best, group, resume, progress)
+
+    output = Path(config.output)
+    if not group.is_main:
+        distributed.barrier(group)  # rank 0 tests the best model and stores the result
+        test = load_forecaster(best_path, dtype=dtype).metadata["test_metrics"]
+        return ForecastTrainResult(best_path, test, result.epochs, result.wall_seconds)
+    plot_forecast_learning_curve(output / "metrics.csv", output / "learning_curve.png")
     best = load_forecaster(best_path, dtype=dtype)
-    test = forecast_metrics(best.model, test_set, task.horizon)
+    test = forecast_metrics(best.model.to(group.device), test_set, task.horizon)
     logger.info(
         "test position MSE %.5g (constant velocity: %.5g) at epoch %d",
         test["position_mse"],
         test["constant_velocity_position_mse"],
         best.metadata["epoch"],
     )
-    model.load_state_dict(best.model.state_dict())
     save(
         best_path,
+        best.model.cpu(),
         {
-            **{k: best.metadata[k] for k in ("epoch", "validation_loss", "validation_position_mse")},
+            **{k: best.metadata[k] for k in ("epoch", "validation_loss", "validation_metrics")},
             "test_metrics": test,
-            "epochs_run": epochs_run,
-            "wall_seconds": wall,
+            "epochs_run": result.epochs,
+            "wall_seconds": result.wall_seconds,
         },
     )
-    return ForecastTrainResult(best_path, test, epochs_run, wall)
+    distributed.barrier(group)
+    return ForecastTrainResult(best_path, test, result.epochs, result.wall_seconds)
