@@ -8,9 +8,48 @@ import torch
 from attnforce import keys
 
 
+class ScaledArray:
+    """``scale * array``, computed where it is indexed: a file's memory-mapped array in the package's units, so that
+    only the frames that are used are ever read and converted."""
+
+    def __init__(self, array: np.ndarray, scale: float):
+        self.array, self.scale = array, float(scale)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index) -> np.ndarray:
+        values = np.asarray(self.array[index])
+        if values.dtype != np.float64 or np.may_share_memory(values, self.array):  # a view of the file: copy it
+            values = values.astype(np.float64)
+        values *= self.scale  # in place: the frames read are held once
+        return values
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[...]
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+
+def _all_finite(values, chunk: int = 4096) -> bool:
+    """Whether every value is finite, checked ``chunk`` frames at a time (a memory-mapped file is never loaded
+    whole)."""
+    return all(np.all(np.isfinite(values[first : first + chunk])) for first in range(0, len(values), chunk))
+
+
 @dataclass
 class Frames:
     """F structures of one molecule (MD17-style data).
+
+    The per-frame arrays may be memory-mapped files (:class:`numpy.memmap`, or a :class:`ScaledArray` of one for a
+    unit conversion): index them to read frames; :meth:`subset` returns frames held in memory.
 
     Attributes:
         atomic_numbers: (N,) int.
@@ -40,15 +79,21 @@ class Frames:
                     f"{self.source or 'frames'}: {name} has shape {getattr(self, name).shape}, expected {shape}"
                 )
         for name in ("positions", "energies", "forces"):
-            if not np.all(np.isfinite(getattr(self, name))):
+            if not _all_finite(getattr(self, name)):
                 raise ValueError(f"{self.source or 'frames'}: {name} contain NaN or infinite values")
 
     def __len__(self) -> int:
         return len(self.energies)
 
     def subset(self, indices: np.ndarray) -> "Frames":
+        """The frames at ``indices`` (an integer array), read into memory."""
+        indices = np.asarray(indices)
         return Frames(
-            self.atomic_numbers, self.positions[indices], self.energies[indices], self.forces[indices], self.source
+            self.atomic_numbers,
+            np.asarray(self.positions[indices]),
+            np.asarray(self.energies[indices]),
+            np.asarray(self.forces[indices]),
+            self.source,
         )
 
 

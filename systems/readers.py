@@ -6,14 +6,19 @@ MD17 and rMD17 ``.npz`` files use kcal/mol.
 """
 
 import itertools
+import logging
 import shlex
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from attnforce.units import EV_PER_ENERGY_UNIT
 from systems.elements import atomic_number
-from systems.frames import Frames
+from systems.frames import Frames, ScaledArray
+
+logger = logging.getLogger(__name__)
 
 #: The two public ``.npz`` layouts: (positions, atomic numbers, energies, forces) keys.
 NPZ_LAYOUTS = {
@@ -145,27 +150,61 @@ def _count_frames(path: Path) -> tuple[int, int]:
     return num_frames, num_atoms
 
 
+def _npz_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """The array ``name`` of an ``.npz``: memory-mapped when the archive stores it uncompressed (``np.savez``, the
+    public MD17 files), read once otherwise."""
+    info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local_header = handle.read(30)
+        name_length, extra_length = struct.unpack("<HH", local_header[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: array {name} holds Python objects; it is not numeric data")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+
+
 def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
-    """Frames from a public MD17 (``R, z, E, F``) or rMD17 (``coords, nuclear_charges, energies, forces``) file."""
+    """Frames from a public MD17 (``R, z, E, F``) or rMD17 (``coords, nuclear_charges, energies, forces``) file.
+
+    Positions and forces are memory-mapped when the file stores them uncompressed (as the public files do): a
+    million-frame file is read only where frames are used, and forces are converted to eV/Å as they are read.
+    Compressed files (``np.savez_compressed``) are read into memory once.
+    """
     path = _existing(path)
     ev = _ev_per(energy_unit)
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as error:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: not a readable .npz file ({error})") from None
-    for names in NPZ_LAYOUTS.values():
-        if all(name in data.files for name in names):
-            # One array at a time, converted in place: a million-frame file is held once, not twice.
-            r, z, e, f = (
-                np.asarray(data[name], dtype=np.int64 if name in ("z", "nuclear_charges") else np.float64)
-                for name in names
+    with archive:
+        files = [name.removesuffix(".npy") for name in archive.namelist()]
+        names = next((n for n in NPZ_LAYOUTS.values() if all(name in files for name in n)), None)
+        if names is None:
+            raise ValueError(
+                f"{path}: keys {files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}"
             )
-            e = e.reshape(-1)
-            e *= ev
-            f *= ev
-            return Frames(atomic_numbers=z, positions=r, energies=e, forces=f, source=str(path))
-    raise ValueError(
-        f"{path}: keys {data.files} match neither MD17 {NPZ_LAYOUTS['md17']} nor rMD17 {NPZ_LAYOUTS['rmd17']}"
+        try:
+            r, z, e, f = (_npz_member(path, archive, name) for name in names)
+        except (OSError, ValueError, zipfile.BadZipFile, struct.error) as error:
+            raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    mapped = isinstance(r, np.memmap)
+    logger.info("%s: %d frames, %s", path, len(r), "memory-mapped" if mapped else "compressed, read into memory")
+    return Frames(
+        atomic_numbers=np.asarray(z, dtype=np.int64).reshape(-1),
+        positions=r,
+        energies=np.asarray(e, dtype=np.float64).reshape(-1) * ev,
+        forces=f if ev == 1.0 else ScaledArray(f, ev),
+        source=str(path),
     )
 
 

@@ -44,6 +44,49 @@ def test_npz_layouts_are_read_in_ev(tmp_path, layout):
     np.testing.assert_array_equal(frames.positions, r)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_is_memory_mapped_and_read_only_where_used(tmp_path, compressed):
+    """An uncompressed file (as published) is mapped, not loaded: reading it allocates far less than one array;
+    a compressed one is read into memory once. Both give the same frames in eV."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    frames_count, atoms = 20_000, 21  # 10 MB per (F, N, 3) float64 array
+    r, f = rng.normal(size=(frames_count, atoms, 3)), rng.normal(size=(frames_count, atoms, 3))
+    e = rng.normal(size=(frames_count, 1))
+    path = tmp_path / "big.npz"
+    (np.savez_compressed if compressed else np.savez)(path, R=r, z=np.arange(1, atoms + 1), E=e, F=f)
+    del r  # compared below through the file
+    tracemalloc.start()
+    frames = read_npz(path, "kcal/mol")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    if compressed:
+        assert peak > 2 * f.nbytes  # positions and forces held in memory
+    else:
+        assert isinstance(frames.positions, np.memmap)
+        assert peak < f.nbytes / 4  # energies and the chunked finiteness check only
+    picked = np.array([5, 19_999, 0])
+    part = frames.subset(picked)
+    assert type(part.positions) is np.ndarray and type(part.forces) is np.ndarray
+    np.testing.assert_allclose(part.forces, f[picked] * ev_per_kcal_per_mol, rtol=1e-15)
+    np.testing.assert_allclose(part.energies, e[picked, 0] * ev_per_kcal_per_mol, rtol=1e-15)
+    with np.load(path) as stored:
+        np.testing.assert_array_equal(part.positions, stored["R"][picked])
+
+
+def test_npz_with_nan_or_truncated_is_refused(tmp_path):
+    r = np.zeros((3, 2, 3))
+    r[2, 1, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", R=r, z=np.array([1, 1]), E=np.zeros(3), F=np.zeros((3, 2, 3)))
+    with pytest.raises(ValueError, match="positions contain NaN"):
+        read_npz(tmp_path / "nan.npz")
+    data = (tmp_path / "nan.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable .npz file"):
+        read_npz(tmp_path / "cut.npz")
+
+
 def test_npz_with_unknown_keys_names_both_layouts(tmp_path):
     np.savez(tmp_path / "x.npz", positions=np.zeros((1, 2, 3)))
     with pytest.raises(ValueError, match="match neither MD17"):
