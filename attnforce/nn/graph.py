@@ -67,6 +67,8 @@ def sum_over_neighbours(src: Tensor, target: Tensor, num_nodes: int, degree: int
 
 def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Sum rows of ``src`` (E, ...) into ``dim_size`` rows by ``index`` (E,)."""
+    if dim_size == 1:  # one structure: a plain sum (also avoids a torch.compile CPU code-generation failure)
+        return src.sum(0, keepdim=True)
     out = torch.zeros((dim_size,) + src.shape[1:], dtype=src.dtype, device=src.device)
     return out.index_add(0, index, src)
 

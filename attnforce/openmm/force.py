@@ -101,26 +101,59 @@ def create_force(
     return force
 
 
+#: The two ways a model runs inside OpenMM: openmm-torch's TorchForce (TorchScript, the primary path) and OpenMM's
+#: PythonForce (the eager model in this process, optionally ``torch.compile``d).
+BACKENDS = ("torch", "python", "python-compiled")
+
+
+def learned_force(
+    topology: app.Topology,
+    model: str | Path | SavedModel,
+    atoms: Sequence[int] | None = None,
+    outputs_forces: bool | None = None,
+    backend: str = "torch",
+    device: str = "cpu",
+) -> openmm.Force:
+    """The learned force for ``atoms`` (default: all) of ``topology``, not yet added to a System.
+
+    ``backend`` is one of :data:`BACKENDS`; ``device`` applies to the PythonForce backends (a TorchForce runs on
+    the Context's platform). The topology's elements are checked against the model first.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    numbers = topology_atomic_numbers(topology, atoms)
+    if backend == "torch":
+        force = create_force(model, numbers, atoms, outputs_forces)
+    else:
+        from attnforce.openmm.python_force import create_python_force
+
+        loaded = load_force_model(model)
+        if isinstance(loaded, Path):
+            raise ValueError(f"{loaded} is an exported TorchScript file; the {backend} backend needs a saved model")
+        force = create_python_force(loaded, numbers, atoms, device, compile=backend == "python-compiled")
+    logger.info("learned force (%s backend) for %d atoms (%s)", backend, len(numbers), _formula(numbers))
+    return force
+
+
 def add_force(
     system: openmm.System,
     topology: app.Topology,
     model: str | Path | SavedModel,
     atoms: Sequence[int] | None = None,
     outputs_forces: bool | None = None,
+    backend: str = "torch",
+    device: str = "cpu",
+    force_group: int = 0,
 ) -> int:
-    """Add the learned force for ``atoms`` (default: all) of ``topology`` to ``system``; returns its index.
-
-    The topology's elements are checked against the model before anything is added.
-    """
+    """Add :func:`learned_force` to ``system`` (whose particles must be the topology's atoms) in ``force_group``;
+    returns its index."""
     if system.getNumParticles() != topology.getNumAtoms():
         raise ValueError(
             f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
         )
-    numbers = topology_atomic_numbers(topology, atoms)
-    force = create_force(model, numbers, atoms, outputs_forces)
-    index = system.addForce(force)
-    logger.info("added learned force for %d atoms (%s)", len(numbers), _formula(numbers))
-    return index
+    force = learned_force(topology, model, atoms, outputs_forces, backend, device)
+    force.setForceGroup(force_group)
+    return system.addForce(force)
 
 
 def _formula(atomic_numbers: Sequence[int]) -> str:

@@ -1,0 +1,55 @@
+"""An ASE calculator for attnforce models, for workflows that live in ASE (energy and forces; no stress).
+
+>>> from attnforce.calculator import AttnforceCalculator
+>>> atoms.calc = AttnforceCalculator("sake")  # an embedded model's name or a saved model's path
+
+ASE's units are the models' own (Å, eV), so nothing is converted.
+"""
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from attnforce.checkpoint import load_model
+from attnforce.export import check_elements
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class AttnforceCalculator(Calculator):
+    """Energy (eV) and forces (eV/Å) of one molecule from a saved model.
+
+    Args:
+        model: a saved model's path or an embedded model's name (``sake``, ``equiformer``).
+        dtype: ``float64`` (default: energies conserved to a tighter tolerance in MD) or ``float32``.
+        device: where the model runs.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model: str = "sake", dtype: str = "float64", device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.saved = load_model(model, DTYPES[dtype])
+        self.device = torch.device(device)
+        self.potential = self.saved.potential.to(self.device).eval()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.atoms.pbc.any():
+            raise ValueError("attnforce models do not take periodic boxes yet: set atoms.pbc = False")
+        numbers = self.atoms.get_atomic_numbers().tolist()
+        check_elements(self.saved, numbers)
+        positions = self.atoms.get_positions()
+        if not np.all(np.isfinite(positions)):
+            raise ValueError("the atoms' positions contain NaN or infinite values")
+        dtype = self.potential.energy_scale.dtype
+        energy, forces = self.potential(
+            torch.as_tensor(positions, dtype=dtype, device=self.device),
+            torch.as_tensor(numbers, dtype=torch.long, device=self.device),
+            torch.zeros(len(numbers), dtype=torch.long, device=self.device),
+            1,
+        )
+        value = float(energy[0].detach())
+        self.results = {"energy": value, "free_energy": value, "forces": forces.detach().double().cpu().numpy()}

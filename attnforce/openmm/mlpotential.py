@@ -1,0 +1,96 @@
+"""attnforce models in openmm-ml, registered through its ``openmmml.potentials`` entry points (no fork).
+
+>>> from openmmml import MLPotential
+>>> potential = MLPotential("attnforce-sake")  # the embedded model; or modelPath="run/best.pt"
+>>> system = potential.createSystem(topology)
+>>> mixed = potential.createMixedSystem(topology, mm_system, ligand_atoms, interpolate=True)
+
+``createSystem``/``createMixedSystem`` options: ``backend`` (``python``, the default as for openmm-ml's own PyTorch
+potentials, or ``python-compiled``: OpenMM's PythonForce with the eager or ``torch.compile``d model; ``torch``:
+openmm-torch's TorchForce, except for ``createMixedSystem(interpolate=True)``, whose copy of the force openmm-torch
+1.5 cannot survive), ``precision``
+(``single`` or ``double``; default: the model's own), ``outputsForces`` (TorchForce computes forces inside the
+module) and ``device`` (PythonForce only; default: CUDA when torch sees a GPU).
+"""
+
+from collections.abc import Iterable
+
+import openmm
+import torch
+from openmm import app
+from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+
+from attnforce.checkpoint import SavedModel, load_model
+from attnforce.openmm.force import learned_force
+
+#: openmm-ml names -> the architecture each serves, which is also the embedded model used without ``modelPath``.
+POTENTIALS = {"attnforce-sake": "sake", "attnforce-equiformer": "equiformer"}
+#: openmm-ml's precision names, and the dtype names a model's training record uses.
+DTYPE_OF_PRECISION = {
+    "single": torch.float32,
+    "double": torch.float64,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+class AttnforcePotentialImplFactory(MLPotentialImplFactory):
+    """Creates the implementation of ``MLPotential(name, modelPath=None)`` for the names in :data:`POTENTIALS`."""
+
+    def createImpl(self, name: str, modelPath: str | None = None, **args) -> MLPotentialImpl:
+        if args:
+            raise ValueError(f"MLPotential({name!r}) takes modelPath only, got {sorted(args)}")
+        return AttnforcePotentialImpl(name, modelPath)
+
+
+class AttnforcePotentialImpl(MLPotentialImpl):
+    """A saved attnforce model (checked when the MLPotential is created) added to Systems as a learned force."""
+
+    def __init__(self, name: str, model_path: str | None):
+        self.architecture = POTENTIALS[name]
+        self.model = str(model_path) if model_path is not None else self.architecture
+        saved = load_model(self.model)
+        if saved.architecture != self.architecture:
+            raise ValueError(
+                f"{saved.path} is a {saved.architecture} model; "
+                f"load it as MLPotential('attnforce-{saved.architecture}')"
+            )
+        self.default_dtype = saved.metadata.get("training", {}).get("dtype", "float32")
+
+    def addForces(
+        self,
+        topology: app.Topology,
+        system: openmm.System,
+        atoms: Iterable[int] | None,
+        forceGroup: int,
+        backend: str = "python",
+        precision: str | None = None,
+        outputsForces: bool = False,
+        **args,
+    ) -> None:
+        if atoms is None and topology.getPeriodicBoxVectors() is not None:
+            raise ValueError(
+                "the topology is periodic, and attnforce models do not take periodic boxes yet; model a molecule "
+                "in it with createMixedSystem(topology, mm_system, ml_atoms) instead"
+            )
+        if precision not in (None, "single", "double"):
+            raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+        dtype = DTYPE_OF_PRECISION[precision] if precision is not None else DTYPE_OF_PRECISION[self.default_dtype]
+        if backend == "torch" and system.getNumParticles() == 0:
+            # openmm-ml collects the forces of createMixedSystem(interpolate=True) in an empty System and then copies
+            # them; openmm-torch 1.5 crashes (segmentation fault) deserialising a TorchForce, so refuse here.
+            raise ValueError(
+                "backend='torch' cannot serve createMixedSystem(interpolate=True): openmm-ml copies the force, and "
+                "openmm-torch 1.5 crashes copying a TorchForce; use backend='python' (the default)"
+            )
+        saved: SavedModel = load_model(self.model, dtype)
+        device = str(self._getTorchDevice(args))
+        # openmm-ml may pass a System still being assembled (interpolation collects forces in an empty one), so
+        # the force is built from the topology alone.
+        force = learned_force(topology, saved, None if atoms is None else list(atoms), outputsForces, backend, device)
+        force.setForceGroup(forceGroup)
+        system.addForce(force)
+
+    def getMLLongRange(self) -> bool:
+        """attnforce models are local (a cutoff or one molecule's pairs): no long-range interactions."""
+        return False
