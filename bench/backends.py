@@ -7,7 +7,7 @@ are timed in rounds of ``--steps``, the backends taking turns, and the median ro
 
 Run from the repository root::
 
-    python -m bench.backends --json bench/results/backends.json
+    python -m bench.backends --json bench/results/openmm/backends.json
 """
 
 import argparse
