@@ -160,17 +160,31 @@ def _npz_member(path: Path, archive: zipfile.ZipFile, name: str) -> np.ndarray:
     with open(path, "rb") as handle:
         handle.seek(info.header_offset)
         local_header = handle.read(30)
+        if len(local_header) < 30 or local_header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: array {name} has no valid zip entry (corrupt file?)")
         name_length, extra_length = struct.unpack("<HH", local_header[26:30])
-        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        data_start = info.header_offset + 30 + name_length + extra_length
+        handle.seek(data_start)
         version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        if version not in ((1, 0), (2, 0)):  # 3.0 (UTF-8 field names) and later: let NumPy read it
+            with archive.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle)
         offset = handle.tell()
     if dtype.hasobject:
         raise ValueError(f"{path}: array {name} holds Python objects; it is not numeric data")
+    if offset - data_start + int(np.prod(shape)) * dtype.itemsize > info.file_size:
+        raise ValueError(f"{path}: array {name} is shorter than its header says (truncated file?)")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+
+
+def _as_float64(values: np.ndarray, scale: float):
+    """``scale * values`` as native float64: the array itself when nothing changes, else a :class:`ScaledArray`
+    converting the frames that are read (another dtype or byte order, or a unit)."""
+    if scale == 1.0 and values.dtype == np.dtype(np.float64):
+        return values
+    return ScaledArray(values, scale)
 
 
 def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
@@ -201,9 +215,9 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
     logger.info("%s: %d frames, %s", path, len(r), "memory-mapped" if mapped else "compressed, read into memory")
     return Frames(
         atomic_numbers=np.asarray(z, dtype=np.int64).reshape(-1),
-        positions=r,
+        positions=_as_float64(r, 1.0),
         energies=np.asarray(e, dtype=np.float64).reshape(-1) * ev,
-        forces=f if ev == 1.0 else ScaledArray(f, ev),
+        forces=_as_float64(f, ev),
         source=str(path),
     )
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from conftest import DATA
 
 from attnforce.units import ev_per_kcal_per_mol, ev_per_mev
@@ -73,6 +74,18 @@ def test_npz_is_memory_mapped_and_read_only_where_used(tmp_path, compressed):
     np.testing.assert_allclose(part.energies, e[picked, 0] * ev_per_kcal_per_mol, rtol=1e-15)
     with np.load(path) as stored:
         np.testing.assert_array_equal(part.positions, stored["R"][picked])
+
+
+def test_npz_of_another_dtype_or_byte_order_is_read_as_native_float64(tmp_path):
+    rng = np.random.default_rng(2)
+    r, f = rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3, 3))
+    np.savez(tmp_path / "odd.npz", R=r.astype(">f8"), z=np.array([8, 1, 1]), E=np.zeros(4), F=f.astype(np.float32))
+    part = read_npz(tmp_path / "odd.npz", "eV").subset(np.arange(4))
+    for array in (part.positions, part.forces):
+        assert array.dtype == np.dtype(np.float64) and array.dtype.isnative
+    np.testing.assert_array_equal(part.positions, r)
+    np.testing.assert_allclose(part.forces, f.astype(np.float32), rtol=0)
+    torch.as_tensor(part.positions)  # a byte-swapped array would be refused here
 
 
 def test_npz_with_nan_or_truncated_is_refused(tmp_path):

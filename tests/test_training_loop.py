@@ -79,6 +79,12 @@ def test_plateau_schedule_reduces_the_rate_after_its_patience(tmp_path):
     assert rates == pytest.approx([1e-2, 1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3, 2.5e-3])
 
 
+def test_one_named_gpu_for_several_processes_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="would put every process on one GPU"):
+        distributed.start("cuda:0")
+
+
 def test_devices_are_resolved_or_refused():
     assert distributed.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="must be auto, cpu, cuda or cuda:K"):
@@ -136,11 +142,19 @@ def test_a_crashed_learned_integrator_run_resumes_to_the_same_weights(tmp_path, 
 
 
 @needs_motion
-def test_two_gloo_processes_train_a_learned_integrator_like_one(tmp_path):
-    """Tolerance as for the energy trainer: 1e-5 relative on every epoch's losses."""
+@pytest.mark.parametrize("architecture", ["sake", "egnn"])
+def test_two_gloo_processes_train_a_learned_integrator_like_one(tmp_path, architecture):
+    """Tolerance as for the energy trainer: 1e-5 relative on every epoch's losses. EGNN's last layer has
+    parameters that get no gradient, which DDP must be told about."""
     curves = {}
     for processes in (1, 2):
         config = _walking(tmp_path, f"p{processes}", epochs=3)
+        if architecture == "egnn":
+            config.write_text(
+                config.read_text()
+                .replace("architecture: sake", "architecture: egnn")
+                .replace(", num_heads: 2, num_rbf: 4", "")
+            )
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         result = subprocess.run(
             [*launcher, "-m", "attnforce.cli", "train", str(config)], capture_output=True, text=True, cwd=REPO,

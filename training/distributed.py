@@ -56,6 +56,11 @@ def start(device_request: str = "cpu") -> ProcessGroup:
     """Join the process group that torchrun describes in the environment (``WORLD_SIZE`` > 1), or run alone, on
     the device that ``device_request`` names (see :func:`resolve_device`)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and device_request.startswith("cuda:"):
+        raise ValueError(
+            f"training.device {device_request!r} would put every process on one GPU; under torchrun use cuda or auto "
+            "(each process takes the GPU of its LOCAL_RANK)"
+        )
     device = resolve_device(device_request, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)

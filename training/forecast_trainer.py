@@ -167,6 +167,7 @@ def _train_forecaster(
         test=lambda evaluated: {
             "test_position_mse": forecast_metrics(evaluated, test_set, task.horizon)["position_mse"]
         },
+        unused_parameters=True,  # EGNN's last layer computes features that nothing reads
     )
     result = run_epochs(model, objective, config, save_best, group, resume, progress)
 

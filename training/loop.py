@@ -52,6 +52,7 @@ class Objective:
             the model is the one saved (the EMA's when there is one).
         columns: the names of the validation (and test) metrics, for ``metrics.csv``.
         test: ``(model) -> metrics`` on the test set, logged every ``test_every`` epochs (learning curves only).
+        unused_parameters: some parameters may get no gradient in a step (DDP must then look for them).
     """
 
     train_size: int
@@ -59,6 +60,7 @@ class Objective:
     validate: Callable[[nn.Module], tuple[float, dict[str, float]]]
     columns: list[str]
     test: Optional[Callable[[nn.Module], dict[str, float]]] = None
+    unused_parameters: bool = False
 
 
 @dataclass
@@ -180,7 +182,11 @@ def run_epochs(
     rng = np.random.default_rng(settings.seed)
     optimizer = make_optimizer(model.parameters(), settings)
     device_ids = [group.device] if group.device.type == "cuda" else None
-    trained = DistributedDataParallel(model, device_ids=device_ids) if group.distributed else model
+    trained = model
+    if group.distributed:
+        trained = DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=objective.unused_parameters
+        )
     ema = None
     if settings.ema_decay is not None:
         # use_buffers=False: buffers are constants (energy scale, shifts, e3nn index tables), and averaging would
