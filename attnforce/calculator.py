@@ -3,7 +3,9 @@
 >>> from attnforce.calculator import AttnforceCalculator
 >>> atoms.calc = AttnforceCalculator("sake")  # an embedded model's name or a saved model's path
 
-ASE's units are the models' own (Å, eV), so nothing is converted.
+ASE's units are the models' own (Å, eV), so nothing is converted. Atoms periodic along all three cell vectors
+(``pbc=True``) are computed with the minimum-image convention, which needs a model with a cutoff at most half
+the cell's narrowest width; partly periodic cells (slabs, wires) are refused.
 """
 
 import numpy as np
@@ -17,7 +19,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class AttnforceCalculator(Calculator):
-    """Energy (eV) and forces (eV/Å) of one molecule from a saved model.
+    """Energy (eV) and forces (eV/Å) of a molecule or a periodic cell from a saved model.
 
     Args:
         model: a saved model's path or an embedded model's name (``sake``, ``equiformer``).
@@ -37,19 +39,24 @@ class AttnforceCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        if self.atoms.pbc.any():
-            raise ValueError("attnforce models do not take periodic boxes yet: set atoms.pbc = False")
+        pbc = self.atoms.pbc
+        if pbc.any() and not pbc.all():
+            raise ValueError(f"periodic along some cell vectors only (pbc={pbc.tolist()}): use all or none")
         numbers = self.atoms.get_atomic_numbers().tolist()
         check_elements(self.saved, numbers)
         positions = self.atoms.get_positions()
         if not np.all(np.isfinite(positions)):
             raise ValueError("the atoms' positions contain NaN or infinite values")
         dtype = self.potential.energy_scale.dtype
+        cells = None
+        if pbc.all():
+            cells = torch.as_tensor(np.asarray(self.atoms.cell), dtype=dtype, device=self.device).unsqueeze(0)
         energy, forces = self.potential(
             torch.as_tensor(positions, dtype=dtype, device=self.device),
             torch.as_tensor(numbers, dtype=torch.long, device=self.device),
             torch.zeros(len(numbers), dtype=torch.long, device=self.device),
             1,
+            cells=cells,
         )
         value = float(energy[0].detach())
         self.results = {"energy": value, "free_energy": value, "forces": forces.detach().double().cpu().numpy()}

@@ -60,11 +60,16 @@ def _export(args: argparse.Namespace) -> None:
     from systems.molecules import load_molecule
 
     saved = load_model(args.model)
-    numbers = load_molecule(args.structure).atomic_numbers if args.structure else None
-    path = export_torchscript(saved, args.output, atomic_numbers=numbers, outputs_forces=args.output_forces)
+    molecule = load_molecule(args.structure) if args.structure else None
+    numbers = molecule.atomic_numbers if molecule else None
+    periodic = molecule is not None and molecule.topology.getPeriodicBoxVectors() is not None
+    path = export_torchscript(
+        saved, args.output, atomic_numbers=numbers, outputs_forces=args.output_forces, periodic=periodic
+    )
     atoms = len(numbers) if numbers else len(saved.atomic_numbers)
     print(
-        f"wrote {path}: TorchScript for openmm-torch, {atoms} atoms, positions nm -> energy kJ/mol"
+        f"wrote {path}: TorchScript for openmm-torch, {atoms} atoms, positions nm"
+        f"{' and box vectors nm (periodic)' if periodic else ''} -> energy kJ/mol"
         f"{' and forces kJ/mol/nm' if args.output_forces else ''}"
     )
 
@@ -305,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a model as TorchScript for openmm-torch's TorchForce")
     export.add_argument("model", metavar="MODEL")
     export.add_argument("--output", required=True, help="the .pt file to write")
-    export.add_argument("--structure", help="molecule to export for (default: the model's training molecule)")
+    export.add_argument(
+        "--structure",
+        help="molecule or periodic box to export for (default: the model's training molecule); a PDB with a CRYST1 "
+        "record gives a periodic module that takes the box vectors",
+    )
     export.add_argument("--output-forces", action="store_true", help="module returns forces too (setOutputsForces)")
     export.set_defaults(handler=_export)
 

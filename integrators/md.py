@@ -51,10 +51,14 @@ class MDResult:
 def build_system(
     molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None
 ) -> openmm.System:
-    """A System of the molecule's particles with the learned force on all of them."""
+    """A System of the molecule's particles with the learned force on all of them; periodic (minimum image) when
+    the topology has box vectors (a PDB with a CRYST1 record)."""
     system = openmm.System()
     for atom in molecule.topology.atoms():
         system.addParticle(atom.element.mass)
+    box = molecule.topology.getPeriodicBoxVectors()
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
     add_force(system, molecule.topology, model, outputs_forces=outputs_forces)
     return system
 

@@ -15,6 +15,7 @@ from attnforce import units
 from attnforce.checkpoint import save_model
 from attnforce.openmm.force import add_force
 from systems.molecules import _topology_from_numbers
+from systems.water import water_box
 
 WATER_BOX = Path(app.__file__).parent / "data" / "tip3p.pdb"
 
@@ -157,9 +158,8 @@ def test_bad_requests_are_refused_before_a_simulation(water_model):
     from openmmml import MLPotential
 
     potential = MLPotential("attnforce-sake", modelPath=str(water_model))
-    pdb = app.PDBFile(str(WATER_BOX))
-    with pytest.raises(ValueError, match="do not take periodic boxes yet"):
-        potential.createSystem(pdb.topology)
+    with pytest.raises(ValueError, match="less than twice the model's cutoff"):
+        potential.createSystem(water_box(7.0 * unit.angstrom).topology)
     topology, _ = _water_cluster(1)
     carbon = copy.deepcopy(topology)
     next(carbon.atoms()).element = app.element.carbon
@@ -208,7 +208,7 @@ def test_ase_calculator_equals_the_model_and_runs_nve_md():
 
     atoms.pbc = True
     atoms.cell = [20.0, 20.0, 20.0]
-    with pytest.raises(ValueError, match="periodic boxes"):
+    with pytest.raises(ValueError, match="a periodic box needs a model with a cutoff"):
         atoms.get_potential_energy()
     nitrogen = Atoms(numbers=[7, 1, 1, 1], positions=random_molecule(4, seed=1))
     nitrogen.calc = AttnforceCalculator("sake")

@@ -297,7 +297,8 @@ class Equiformer(nn.Module):
         avg_degree: mean number of neighbours within the cutoff in the training set (the trainer fits it when
             None); the edge-degree embedding is divided by its root (not at all when None).
 
-    Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E) -> (N,).
+    Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E), ``shift_vectors`` (E, 3) Å or
+    None (periodic images: the edge vector is ``x[source] - x[target] + shift``) -> (N,).
     """
 
     def __init__(
@@ -359,9 +360,13 @@ class Equiformer(nn.Module):
             o3.Linear(feature, feature, biases=True), ScaledSiLU(), o3.Linear(feature, "1x0e", biases=True)
         )
 
-    def forward(self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(
+        self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor, shift_vectors: Optional[Tensor] = None
+    ) -> Tensor:
         source, target = edge_index[0], edge_index[1]
         vectors = positions.index_select(0, source) - positions.index_select(0, target)
+        if shift_vectors is not None:
+            vectors = vectors + shift_vectors
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         sh = self.spherical_harmonics(vectors)
         envelope = self.envelope(distances)

@@ -2,7 +2,9 @@
 
 ``E_b = sum_{i in b} (scale * e_i + shift[Z_i])`` with ``e_i`` the model's per-atom output, ``scale`` the training
 set's energy standard deviation and ``shift`` per-element energies fitted on the training set (eV).
-Forces are ``-dE/dx`` by autograd. Graphs are built here, so every architecture sees the same edges.
+Forces are ``-dE/dx`` by autograd. Graphs are built here, so every architecture sees the same edges: pairs within
+the cutoff (all pairs for a model without one), by a cell list for periodic structures and for large isolated ones.
+Periodic structures follow the minimum-image convention: every cell width must be at least twice the cutoff.
 
 Total energies of molecules are large (aspirin: -17618 eV) and float32 resolves them only to about 2 meV, so the
 shifts stay float64 whatever the network's dtype and energies are summed and returned in float64.
@@ -13,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from attnforce.nn import all_pairs_edges, radius_edges, scatter_sum
+from attnforce.nn import all_pairs_edges, cell_list_edges, perpendicular_widths, radius_edges, scatter_sum
 
 
 class Potential(nn.Module):
@@ -30,6 +32,9 @@ class Potential(nn.Module):
         super().__init__()
         self.model = model
         self.cutoff: Optional[float] = model.cutoff
+        #: isolated structures of at least this many atoms get their graph from a cell list (cheaper than all
+        #: distances from about 3000 atoms on a CPU; bench/periodic_scaling.py)
+        self.cell_list_min_atoms = 3000
         self.register_buffer("energy_scale", torch.tensor(float(energy_scale)))
         self.register_buffer("element_shifts", element_shifts.clone().to(torch.float64))
 
@@ -39,16 +44,50 @@ class Potential(nn.Module):
         self.element_shifts = self.element_shifts.to(torch.float64)
         return self
 
-    def edges(self, positions: Tensor, batch: Tensor) -> Tensor:
-        """(2, E) graph of the batch: all pairs within a structure, or pairs within the cutoff."""
+    def edges(
+        self, positions: Tensor, batch: Tensor, num_structures: int, cells: Optional[Tensor]
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """(2, E) graph of the batch, and for periodic ``cells`` the (E, 3) Å vectors that carry each edge's source
+        to its image: ``r_ij = x[source] - x[target] + shift_vectors``."""
         cutoff = self.cutoff
+        if cells is None:
+            if cutoff is None:
+                return all_pairs_edges(batch), None
+            if num_structures == 1 and positions.shape[0] >= self.cell_list_min_atoms:
+                return cell_list_edges(positions, cutoff)[0], None
+            return radius_edges(positions, batch, cutoff), None
         if cutoff is None:
-            return all_pairs_edges(batch)
-        return radius_edges(positions, batch, cutoff)
+            raise ValueError("a periodic box needs a model with a cutoff; this model sees all pairs of atoms")
+        if cells.shape != (num_structures, 3, 3):
+            raise ValueError(f"cells must have shape [{num_structures}, 3, 3], got {list(cells.shape)}")
+        edge_parts: list[Tensor] = []
+        shift_parts: list[Tensor] = []
+        for structure in range(num_structures):
+            cell = cells[structure].to(positions.dtype)
+            narrowest = float(perpendicular_widths(cell).min())
+            if not narrowest >= 2.0 * cutoff:
+                shown = round(narrowest * 1000.0) / 1000.0
+                raise ValueError(
+                    f"the periodic box is {shown} Å across at its narrowest, less than twice the model's cutoff "
+                    f"({cutoff} Å): the minimum-image convention needs a larger box"
+                )
+            atoms = torch.nonzero(batch == structure).squeeze(1)
+            local_edges, shifts = cell_list_edges(positions.index_select(0, atoms).detach(), cutoff, cell)
+            edge_parts.append(atoms.index_select(0, local_edges.reshape(-1)).reshape(2, -1))
+            shift_parts.append(shifts @ cell)
+        return torch.cat(edge_parts, dim=1), torch.cat(shift_parts, dim=0)
 
     @torch.jit.export
-    def energy(self, positions: Tensor, atomic_numbers: Tensor, batch: Tensor, num_structures: int) -> Tensor:
-        """Energies (B,) eV, float64, of ``num_structures`` structures; ``positions`` (N,3) Å, ``batch`` (N,)."""
+    def energy(
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        batch: Tensor,
+        num_structures: int,
+        cells: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Energies (B,) eV, float64, of ``num_structures`` structures; ``positions`` (N,3) Å, ``batch`` (N,),
+        ``cells`` (B,3,3) Å lattice vectors as rows for periodic structures (None: isolated)."""
         num_atoms = positions.shape[0]
         if positions.dim() != 2 or positions.shape[1] != 3:
             raise ValueError(f"positions must have shape (N, 3), got {list(positions.shape)}")
@@ -57,8 +96,8 @@ class Potential(nn.Module):
                 f"atomic_numbers {list(atomic_numbers.shape)} and batch {list(batch.shape)} "
                 f"must have shape [{num_atoms}]"
             )
-        edge_index = self.edges(positions, batch)
-        learned = self.model(positions, atomic_numbers, edge_index) * self.energy_scale
+        edge_index, shift_vectors = self.edges(positions, batch, num_structures, cells)
+        learned = self.model(positions, atomic_numbers, edge_index, shift_vectors) * self.energy_scale
         reference = self.element_shifts.index_select(0, atomic_numbers)
         return scatter_sum(learned, batch, num_structures).to(torch.float64) + scatter_sum(
             reference, batch, num_structures
@@ -71,6 +110,7 @@ class Potential(nn.Module):
         batch: Tensor,
         num_structures: int,
         create_graph: bool = False,
+        cells: Optional[Tensor] = None,
     ) -> tuple[Tensor, Tensor]:
         """Energies (B,) eV (float64) and forces (N,3) eV/Å (the positions' dtype).
 
@@ -79,7 +119,7 @@ class Potential(nn.Module):
         """
         if not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
-        energy = self.energy(positions, atomic_numbers, batch, num_structures)
+        energy = self.energy(positions, atomic_numbers, batch, num_structures, cells)
         gradients = torch.autograd.grad([energy.sum()], [positions], create_graph=create_graph)
         gradient = gradients[0]
         assert gradient is not None

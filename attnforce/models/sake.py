@@ -163,7 +163,8 @@ class SAKE(nn.Module):
         cutoff: None for all-pairs graphs (the paper on MD17), or a radius in Å with a smooth envelope.
         semantic_attention, spatial_attention: ablation switches.
 
-    Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E) -> (N,).
+    Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E), ``shift_vectors`` (E, 3) Å or
+    None (periodic images: the edge vector is ``x[source] - x[target] + shift``) -> (N,).
     """
 
     def __init__(
@@ -198,9 +199,13 @@ class SAKE(nn.Module):
         )
         self.readout = MLP([hidden_features, hidden_features, 1])
 
-    def forward(self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(
+        self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor, shift_vectors: Optional[Tensor] = None
+    ) -> Tensor:
         source, target = edge_index[0], edge_index[1]
         vectors = positions.index_select(0, source) - positions.index_select(0, target)
+        if shift_vectors is not None:
+            vectors = vectors + shift_vectors
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         unit_vectors = vectors / distances.unsqueeze(-1)
         rbf = self.rbf(distances)

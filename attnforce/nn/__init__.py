@@ -1,4 +1,4 @@
-"""Building blocks shared by the architectures: radial bases, cutoffs, graphs and scatters."""
+"""Building blocks shared by the architectures: radial bases, cutoffs, graphs, neighbour lists and scatters."""
 
 from attnforce.nn.cutoff import CosineCutoff
 from attnforce.nn.graph import (
@@ -11,6 +11,7 @@ from attnforce.nn.graph import (
     sum_over_neighbours,
 )
 from attnforce.nn.mlp import MLP
+from attnforce.nn.neighbours import cell_list_edges, perpendicular_widths
 from attnforce.nn.radial import ExpNormalSmearing
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "ExpNormalSmearing",
     "MLP",
     "all_pairs_edges",
+    "cell_list_edges",
     "neighbour_outer_sum",
+    "perpendicular_widths",
     "radius_edges",
     "regular_degree",
     "scatter_sum",

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import openmm
 import openmmtorch  # noqa: F401  (registers TorchForce; torch is imported first, by attnforce.models)
-from openmm import app
+import torch
+from openmm import app, unit
 
 from attnforce.checkpoint import SavedModel, load_model
 from attnforce.export import build_module, is_torchscript, read_metadata
+from attnforce.nn import perpendicular_widths
 from systems.elements import symbol
 
 logger = logging.getLogger(__name__)
@@ -70,13 +72,15 @@ def create_force(
     atomic_numbers: Sequence[int],
     atom_indices: Sequence[int] | None = None,
     outputs_forces: bool | None = None,
+    periodic: bool = False,
 ) -> openmmtorch.TorchForce:
     """A ``TorchForce`` for the given atoms.
 
     ``model`` is a saved model (scripted here for these atoms) or a file from ``attnforce export``, whose
-    embedded atomic numbers and atom indices must match the request exactly. ``outputs_forces``: the module
-    returns forces itself (``setOutputsForces``); None means no for a saved model and the file's choice for an
-    exported one, which cannot be changed after export.
+    embedded atomic numbers, atom indices and periodicity must match the request exactly. ``outputs_forces``: the
+    module returns forces itself (``setOutputsForces``); None means no for a saved model and the file's choice for
+    an exported one, which cannot be changed after export. ``periodic``: the force takes the box vectors
+    (``setUsesPeriodicBoundaryConditions``).
     """
     ensure_torch_kernels()
     loaded = load_force_model(model)
@@ -92,12 +96,18 @@ def create_force(
             raise ValueError(f"{loaded} was exported for atom indices {metadata['atom_indices']}, not {indices}")
         if outputs_forces is not None and outputs_forces != metadata["outputs_forces"]:
             raise ValueError(f"{loaded} was exported with outputs_forces={metadata['outputs_forces']}; export it again")
+        if periodic != metadata.get("periodic", False):
+            raise ValueError(
+                f"{loaded} was exported for {'a periodic' if not periodic else 'an isolated'} system, and this one is "
+                f"{'periodic' if periodic else 'isolated'}; export it again (attnforce export --periodic)"
+            )
         force = openmmtorch.TorchForce(str(loaded))
         force.setOutputsForces(bool(metadata["outputs_forces"]))
-        return force
-    scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces))
-    force = openmmtorch.TorchForce(scripted)
-    force.setOutputsForces(bool(outputs_forces))
+    else:
+        scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces), periodic)
+        force = openmmtorch.TorchForce(scripted)
+        force.setOutputsForces(bool(outputs_forces))
+    force.setUsesPeriodicBoundaryConditions(periodic)
     return force
 
 
@@ -117,22 +127,53 @@ def learned_force(
     """The learned force for ``atoms`` (default: all) of ``topology``, not yet added to a System.
 
     ``backend`` is one of :data:`BACKENDS`; ``device`` applies to the PythonForce backends (a TorchForce runs on
-    the Context's platform). The topology's elements are checked against the model first.
+    the Context's platform). The topology's elements are checked against the model first. A topology with
+    periodic box vectors gets a periodic force (minimum-image convention), which needs a model with a cutoff at
+    most half the box's narrowest width; both are checked here.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     numbers = topology_atomic_numbers(topology, atoms)
+    box = topology.getPeriodicBoxVectors()
+    loaded = load_force_model(model)
+    if box is not None:
+        cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
+        check_box(box, cutoff)
     if backend == "torch":
-        force = create_force(model, numbers, atoms, outputs_forces)
+        force = create_force(loaded, numbers, atoms, outputs_forces, periodic=box is not None)
     else:
         from attnforce.openmm.python_force import create_python_force
 
-        loaded = load_force_model(model)
         if isinstance(loaded, Path):
             raise ValueError(f"{loaded} is an exported TorchScript file; the {backend} backend needs a saved model")
-        force = create_python_force(loaded, numbers, atoms, device, compile=backend == "python-compiled")
-    logger.info("learned force (%s backend) for %d atoms (%s)", backend, len(numbers), _formula(numbers))
+        force = create_python_force(
+            loaded, numbers, atoms, device, compile=backend == "python-compiled", periodic=box is not None
+        )
+    logger.info(
+        "learned force (%s backend) for %d atoms (%s)%s",
+        backend,
+        len(numbers),
+        _formula(numbers),
+        ", periodic" if box is not None else "",
+    )
     return force
+
+
+def check_box(box_vectors, cutoff: float | None) -> None:
+    """ValueError unless a model with ``cutoff`` (Å; None: all pairs) can work in this periodic box (OpenMM
+    Vec3s with units): it needs a cutoff, at most half the box's narrowest width."""
+    if cutoff is None:
+        raise ValueError(
+            "the topology is periodic and this model has no cutoff (it sees all pairs of atoms); periodic systems "
+            "need a model trained with a cutoff (e.g. the embedded equiformer, or SAKE with cutoff: 5.0)"
+        )
+    cell = torch.tensor([[v.value_in_unit(unit.angstrom) for v in vector] for vector in box_vectors])
+    narrowest = float(perpendicular_widths(cell.double()).min())
+    if narrowest < 2 * cutoff:
+        raise ValueError(
+            f"the periodic box is {narrowest:.3f} Å across at its narrowest, less than twice the model's cutoff "
+            f"({cutoff} Å): the minimum-image convention needs a larger box"
+        )
 
 
 def add_force(

@@ -5,6 +5,9 @@
 >>> system = potential.createSystem(topology)
 >>> mixed = potential.createMixedSystem(topology, mm_system, ligand_atoms, interpolate=True)
 
+A periodic topology gives a periodic force (minimum-image convention, a cell list inside the model), which needs
+a model with a cutoff (the embedded Equiformer has one, the embedded SAKE sees all pairs).
+
 ``createSystem``/``createMixedSystem`` options: ``backend`` (``python``, the default as for openmm-ml's own PyTorch
 potentials, or ``python-compiled``: OpenMM's PythonForce with the eager or ``torch.compile``d model; ``torch``:
 openmm-torch's TorchForce, except for ``createMixedSystem(interpolate=True)``, whose copy of the force openmm-torch
@@ -68,11 +71,6 @@ class AttnforcePotentialImpl(MLPotentialImpl):
         outputsForces: bool = False,
         **args,
     ) -> None:
-        if atoms is None and topology.getPeriodicBoxVectors() is not None:
-            raise ValueError(
-                "the topology is periodic, and attnforce models do not take periodic boxes yet; model a molecule "
-                "in it with createMixedSystem(topology, mm_system, ml_atoms) instead"
-            )
         if precision not in (None, "single", "double"):
             raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
         dtype = DTYPE_OF_PRECISION[precision] if precision is not None else DTYPE_OF_PRECISION[self.default_dtype]

@@ -1,4 +1,7 @@
-"""A potential in openmm-torch's convention: positions (n_particles, 3) nm in, energy kJ/mol out."""
+"""A potential in openmm-torch's convention: positions (n_particles, 3) nm (and box vectors (3, 3) nm when the
+force uses periodic boundary conditions) in, energy kJ/mol out."""
+
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -18,12 +21,18 @@ class OpenMMModule(nn.Module):
         potential: the model, in Å and eV.
         atomic_numbers: (n,) atomic numbers of the modelled atoms.
         atom_indices: (n,) their indices among the System's particles.
+        periodic: the atoms live in a periodic box, passed to ``forward`` as OpenMM's box vectors (the force's
+            ``setUsesPeriodicBoundaryConditions(True)``); the model's cell list applies the minimum-image convention.
 
-    Shapes: ``positions`` (n_particles, 3) nm, any float dtype -> energy () kJ/mol, float64.
+    Shapes: ``positions`` (n_particles, 3) nm, any float dtype, ``box_vectors`` (3, 3) nm as rows or None
+    -> energy () kJ/mol, float64.
     """
 
-    def __init__(self, potential: Potential, atomic_numbers: Tensor, atom_indices: Tensor):
+    def __init__(self, potential: Potential, atomic_numbers: Tensor, atom_indices: Tensor, periodic: bool = False):
         super().__init__()
+        if periodic and potential.cutoff is None:
+            raise ValueError("a periodic system needs a model with a cutoff; this model sees all pairs of atoms")
+        self.periodic = periodic
         self.potential = potential
         self.register_buffer("atomic_numbers", atomic_numbers.to(torch.long))
         self.register_buffer("atom_indices", atom_indices.to(torch.long))
@@ -32,9 +41,17 @@ class OpenMMModule(nn.Module):
         self.kj_per_mol_per_ev = kj_per_mol_per_ev
         self.dtype = potential.energy_scale.dtype
 
-    def forward(self, positions: Tensor) -> Tensor:
+    def forward(self, positions: Tensor, box_vectors: Optional[Tensor] = None) -> Tensor:
         model_positions = positions.index_select(0, self.atom_indices).to(self.dtype) * self.angstrom_per_nm
-        energy = self.potential.energy(model_positions, self.atomic_numbers, self.batch, 1)
+        cells: Optional[Tensor] = None
+        if self.periodic:
+            if box_vectors is None:
+                raise ValueError(
+                    "this force models a periodic system but got no box vectors: the System needs a periodic box "
+                    "and the force setUsesPeriodicBoundaryConditions(True)"
+                )
+            cells = (box_vectors.to(self.dtype) * self.angstrom_per_nm).unsqueeze(0)
+        energy = self.potential.energy(model_positions, self.atomic_numbers, self.batch, 1, cells)
         return energy[0] * self.kj_per_mol_per_ev
 
 
@@ -48,9 +65,9 @@ class OpenMMForcesModule(nn.Module):
         super().__init__()
         self.energy_module = energy_module
 
-    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, positions: Tensor, box_vectors: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         positions = positions.detach().requires_grad_(True)
-        energy = self.energy_module(positions)
+        energy = self.energy_module(positions, box_vectors)
         gradient = torch.autograd.grad([energy], [positions])[0]
         assert gradient is not None
         return energy.detach(), -gradient

@@ -26,18 +26,32 @@ class PotentialComputation:
         atomic_numbers: (n,) the modelled atoms, in the order of the force's particles.
         device: where the model runs (``cpu``, ``cuda``, ...).
         compile: run the model through ``torch.compile`` (compiled on the first step).
+        periodic: pass the State's box vectors to the model.
     """
 
-    def __init__(self, saved: SavedModel, atomic_numbers: Sequence[int], device: str = "cpu", compile: bool = False):
+    def __init__(
+        self,
+        saved: SavedModel,
+        atomic_numbers: Sequence[int],
+        device: str = "cpu",
+        compile: bool = False,
+        periodic: bool = False,
+    ):
         numbers = torch.tensor([int(z) for z in atomic_numbers])
-        self.module = OpenMMModule(saved.potential, numbers, torch.arange(len(numbers))).to(device).eval()
+        module = OpenMMModule(saved.potential, numbers, torch.arange(len(numbers)), periodic)
+        self.module = module.to(device).eval()
         self.device = torch.device(device)
+        self.periodic = periodic
         self.evaluate = torch.compile(self.module, dynamic=False) if compile else self.module
 
     def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
         positions_nm = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         positions = torch.tensor(positions_nm, dtype=torch.float64, device=self.device, requires_grad=True)
-        energy = self.evaluate(positions)
+        box = None
+        if self.periodic:
+            box_nm = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            box = torch.tensor(box_nm, dtype=torch.float64, device=self.device)
+        energy = self.evaluate(positions, box)
         (gradient,) = torch.autograd.grad(energy, positions)
         return float(energy.detach()), -gradient.detach().cpu().numpy()
 
@@ -48,13 +62,16 @@ def create_python_force(
     atom_indices: Sequence[int] | None = None,
     device: str = "cpu",
     compile: bool = False,
+    periodic: bool = False,
 ) -> openmm.PythonForce:
-    """An ``openmm.PythonForce`` computing the model on ``atom_indices`` (default: the first ``n`` particles)."""
+    """An ``openmm.PythonForce`` computing the model on ``atom_indices`` (default: the first ``n`` particles),
+    with periodic boundary conditions if ``periodic``."""
     check_elements(saved, atomic_numbers)
     indices = list(range(len(atomic_numbers))) if atom_indices is None else [int(i) for i in atom_indices]
     if len(indices) != len(atomic_numbers):
         raise ValueError(f"{len(indices)} atom indices for {len(atomic_numbers)} atomic numbers")
-    force = openmm.PythonForce(PotentialComputation(saved, atomic_numbers, device, compile))
+    force = openmm.PythonForce(PotentialComputation(saved, atomic_numbers, device, compile, periodic))
     force.setParticles(indices)
+    force.setUsesPeriodicBoundaryConditions(periodic)
     force.setName(f"attnforce {saved.architecture} (PythonForce)")
     return force
