@@ -12,10 +12,8 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from attnforce.checkpoint import load_model
+from attnforce.checkpoint import DTYPES, load_model
 from attnforce.export import check_elements
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class AttnforceCalculator(Calculator):

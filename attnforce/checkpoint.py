@@ -35,6 +35,8 @@ from attnforce.models import Potential, build_model
 
 SCHEMA_VERSION = 1
 UNITS = {"length": "angstrom", "energy": "eV"}
+#: The dtypes a model is trained and loaded in, by the names configs and training records use.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 #: ``MIGRATIONS[v]`` turns a schema-v dict into a schema-(v+1) dict.
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}

@@ -64,7 +64,12 @@ def _export(args: argparse.Namespace) -> None:
     numbers = molecule.atomic_numbers if molecule else None
     periodic = molecule is not None and molecule.topology.getPeriodicBoxVectors() is not None
     path = export_torchscript(
-        saved, args.output, atomic_numbers=numbers, outputs_forces=args.output_forces, periodic=periodic
+        saved,
+        args.output,
+        atomic_numbers=numbers,
+        outputs_forces=args.output_forces,
+        periodic=periodic,
+        fixed_graph=args.cuda_graphs,
     )
     atoms = len(numbers) if numbers else len(saved.atomic_numbers)
     print(
@@ -101,6 +106,7 @@ def _md(args: argparse.Namespace) -> None:
         platform=args.platform,
         seed=args.seed,
         outputs_forces=True if args.output_forces else None,
+        cuda_graphs=args.cuda_graphs,
     )
     print(f"model: {args.model}; {_describe_metrics(metadata)}")
     print(
@@ -188,10 +194,9 @@ def _forecast(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from attnforce.atomic import atomic_output
-    from attnforce.checkpoint import load_model
+    from attnforce.checkpoint import DTYPES, load_model
     from systems import random_split, read_dataset
     from training.evaluation import bootstrap_metrics, predict
-    from training.loop import DTYPES
 
     saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
@@ -316,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         "record gives a periodic module that takes the box vectors",
     )
     export.add_argument("--output-forces", action="store_true", help="module returns forces too (setOutputsForces)")
+    export.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="fix the graph (all pairs) so that the module can run as a CUDA graph",
+    )
     export.set_defaults(handler=_export)
 
     md = commands.add_parser("md", help="molecular dynamics with a learned force, written to DCD")
@@ -345,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, help="seed of velocities and Langevin noise")
     md.add_argument("--no-minimize", action="store_true", help="skip energy minimisation")
     md.add_argument("--output-forces", action="store_true", help="the model returns forces itself (setOutputsForces)")
+    md.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on the CUDA platform, replay each step as a CUDA graph (useCUDAGraphs; molecules up to 256 atoms)",
+    )
     md.set_defaults(handler=_md)
 
     evaluate = commands.add_parser(

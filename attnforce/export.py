@@ -48,6 +48,7 @@ def build_module(
     atom_indices: Sequence[int] | None = None,
     outputs_forces: bool = False,
     periodic: bool = False,
+    fixed_graph: bool = False,
 ) -> tuple[torch.jit.ScriptModule, dict]:
     """A scripted module for openmm-torch and the metadata that describes it.
 
@@ -57,6 +58,7 @@ def build_module(
         atom_indices: their indices among the System's particles (default ``0..n-1``).
         outputs_forces: return forces too (``TorchForce.setOutputsForces(True)``).
         periodic: take OpenMM's box vectors (``TorchForce.setUsesPeriodicBoundaryConditions(True)``).
+        fixed_graph: all pairs, fixed at export, for CUDA graphs (see :class:`OpenMMModule`).
     """
     numbers = [int(z) for z in (saved.atomic_numbers if atomic_numbers is None else atomic_numbers)]
     check_elements(saved, numbers)
@@ -65,7 +67,7 @@ def build_module(
         raise ValueError(f"{len(indices)} atom indices for {len(numbers)} atomic numbers")
     if len(set(indices)) != len(indices) or min(indices) < 0:
         raise ValueError("atom indices must be distinct and non-negative")
-    module = OpenMMModule(saved.potential, torch.tensor(numbers), torch.tensor(indices), periodic)
+    module = OpenMMModule(saved.potential, torch.tensor(numbers), torch.tensor(indices), periodic, fixed_graph)
     module = OpenMMForcesModule(module) if outputs_forces else module
     # Frozen: parameters become constants, which TorchScript folds (about 20-30% faster per MD step on a CPU).
     scripted = torch.jit.freeze(script(module.eval()))
@@ -82,6 +84,7 @@ def build_module(
         "atom_indices": indices,
         "outputs_forces": outputs_forces,
         "periodic": periodic,
+        "fixed_graph": fixed_graph,
         "source_model": saved.path,
     }
     return scripted, metadata
@@ -94,10 +97,11 @@ def export_torchscript(
     atom_indices: Sequence[int] | None = None,
     outputs_forces: bool = False,
     periodic: bool = False,
+    fixed_graph: bool = False,
 ) -> Path:
     """Write the TorchScript file for openmm-torch atomically (no partial file on failure); returns its path."""
     saved = model if isinstance(model, SavedModel) else load_model(model)
-    scripted, metadata = build_module(saved, atomic_numbers, atom_indices, outputs_forces, periodic)
+    scripted, metadata = build_module(saved, atomic_numbers, atom_indices, outputs_forces, periodic, fixed_graph)
     with atomic_output(output) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
     return Path(output)

@@ -49,7 +49,7 @@ class MDResult:
 
 
 def build_system(
-    molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None
+    molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None, cuda_graphs: bool = False
 ) -> openmm.System:
     """A System of the molecule's particles with the learned force on all of them; periodic (minimum image) when
     the topology has box vectors (a PDB with a CRYST1 record)."""
@@ -59,7 +59,7 @@ def build_system(
     box = molecule.topology.getPeriodicBoxVectors()
     if box is not None:
         system.setDefaultPeriodicBoxVectors(*box)
-    add_force(system, molecule.topology, model, outputs_forces=outputs_forces)
+    add_force(system, molecule.topology, model, outputs_forces=outputs_forces, cuda_graphs=cuda_graphs)
     return system
 
 
@@ -137,6 +137,7 @@ def run_md(
     seed: int | None = None,
     outputs_forces: bool | None = None,
     progress: bool = True,
+    cuda_graphs: bool = False,
 ) -> MDResult:
     """Simulate a molecule with a learned force and write its trajectory.
 
@@ -154,7 +155,7 @@ def run_md(
         minimize: minimise the energy before dynamics.
         platform: OpenMM platform name or ``"auto"`` (CUDA, OpenCL, CPU).
         seed: positive integer seeding the velocities and the Langevin noise (None: random).
-        outputs_forces: see :func:`attnforce.openmm.force.create_force`.
+        outputs_forces, cuda_graphs: see :func:`attnforce.openmm.force.create_force`.
     """
     if steps <= 0 or report_interval <= 0:
         raise ValueError(f"steps ({steps}) and report_interval ({report_interval}) must be positive")
@@ -170,7 +171,7 @@ def run_md(
     if not isinstance(structure, Molecule) and Path(structure).resolve() == topology_pdb.resolve():
         raise ValueError(f"the topology written beside {dcd} would overwrite the input structure {structure}")
 
-    system = build_system(molecule, model, outputs_forces)  # checks elements before anything is written
+    system = build_system(molecule, model, outputs_forces, cuda_graphs)  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond
     temperature = temperature_k * unit.kelvin
     if ensemble == "nvt":

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from typing import Optional
 
 import numpy as np
 import openmm
@@ -26,7 +27,9 @@ class SquaredNorm(nn.Module):
 
     cutoff = None
 
-    def forward(self, positions, atomic_numbers, edge_index):
+    def forward(
+        self, positions, atomic_numbers, edge_index, shift_vectors: Optional[torch.Tensor] = None, degree: int = -1
+    ):
         return positions.pow(2).sum(-1)
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnforce.checkpoint import DTYPES
 from integrators.dynamics import build_dynamics
 from integrators.forecast import step
 from integrators.saved import load_forecaster, save_forecaster
 from systems.forecasting import ForecastSamples, load_split, load_task
 from training import distributed
 from training.config import ForecastExperimentConfig
-from training.loop import DTYPES, Objective, check_settings, run_epochs
+from training.loop import Objective, final_test, run_epochs, training_session
 
 logger = logging.getLogger(__name__)
 
@@ -99,26 +100,15 @@ def train_forecaster(
 ) -> ForecastTrainResult:
     """Run one learned-integrator experiment end to end (see the module docstring); ``resume`` and torchrun as
     for :func:`training.trainer.train`."""
-    check_settings(config.training)
-    group = distributed.start(config.training.device)
-    try:
+    with training_session(config.training) as group:
         return _train_forecaster(config, progress and group.is_main, resume, group)
-    finally:
-        distributed.stop(group)
 
 
 def _train_forecaster(
     config: ForecastExperimentConfig, progress: bool, resume: bool, group: distributed.ProcessGroup
 ) -> ForecastTrainResult:
     settings = config.training
-    if settings.batch_size % group.world_size:
-        raise ValueError(
-            f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
-        )
     dtype = DTYPES[settings.dtype]
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
 
     # Everything that can fail on bad input happens before the run directory is written.
     data = config.data
@@ -171,29 +161,28 @@ def _train_forecaster(
     )
     result = run_epochs(model, objective, config, save_best, group, resume, progress)
 
-    output = Path(config.output)
-    if not group.is_main:
-        distributed.barrier(group)  # rank 0 tests the best model and stores the result
-        test = load_forecaster(best_path, dtype=dtype).metadata["test_metrics"]
-        return ForecastTrainResult(best_path, test, result.epochs, result.wall_seconds)
-    plot_forecast_learning_curve(output / "metrics.csv", output / "learning_curve.png")
-    best = load_forecaster(best_path, dtype=dtype)
-    test = forecast_metrics(best.model.to(group.device), test_set, task.horizon)
-    logger.info(
-        "test position MSE %.5g (constant velocity: %.5g) at epoch %d",
-        test["position_mse"],
-        test["constant_velocity_position_mse"],
-        best.metadata["epoch"],
-    )
-    save(
-        best_path,
-        best.model.cpu(),
-        {
-            **{k: best.metadata[k] for k in ("epoch", "validation_loss", "validation_metrics")},
-            "test_metrics": test,
-            "epochs_run": result.epochs,
-            "wall_seconds": result.wall_seconds,
-        },
-    )
-    distributed.barrier(group)
+    def test_and_store() -> dict:
+        output = Path(config.output)
+        plot_forecast_learning_curve(output / "metrics.csv", output / "learning_curve.png")
+        best = load_forecaster(best_path, dtype=dtype)
+        test = forecast_metrics(best.model.to(group.device), test_set, task.horizon)
+        logger.info(
+            "test position MSE %.5g (constant velocity: %.5g) at epoch %d",
+            test["position_mse"],
+            test["constant_velocity_position_mse"],
+            best.metadata["epoch"],
+        )
+        save(
+            best_path,
+            best.model.cpu(),
+            {
+                **{k: best.metadata[k] for k in ("epoch", "validation_loss", "validation_metrics")},
+                "test_metrics": test,
+                "epochs_run": result.epochs,
+                "wall_seconds": result.wall_seconds,
+            },
+        )
+        return test
+
+    test = final_test(group, test_and_store, lambda: load_forecaster(best_path, dtype=dtype).metadata["test_metrics"])
     return ForecastTrainResult(best_path, test, result.epochs, result.wall_seconds)

@@ -8,12 +8,13 @@ loss, the best weights, the schedule's state and the budgets spent. With ``resum
 and on a deterministic CPU set-up (fixed threads) ends with the same weights as an uninterrupted run.
 """
 
+import contextlib
 import csv
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,13 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from attnforce.checkpoint import atomic_save, read_stored
+from attnforce.checkpoint import DTYPES, atomic_save, read_stored
 from training import distributed
 from training.config import OptimiserConfig, dump_config
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SCHEDULES = ("cosine", "constant", "plateau")
 #: Columns of ``metrics.csv`` that every run writes; an objective adds its own.
 COMMON_COLUMNS = ["epoch", "wall_s", "cpu_s", "learning_rate", "train_loss", "val_loss"]
@@ -87,6 +87,37 @@ def check_settings(settings: OptimiserConfig) -> None:
         raise ValueError(f"training.ema_decay must lie in (0, 1), got {settings.ema_decay}")
     if settings.batch_size < 1 or settings.epochs < 1:
         raise ValueError("training.batch_size and training.epochs must be positive")
+
+
+@contextlib.contextmanager
+def training_session(settings: OptimiserConfig) -> Iterator[distributed.ProcessGroup]:
+    """The frame of every training run: the settings checked, the process group started (torchrun's, or this
+    process alone) and stopped on the way out, the batch checked to split evenly among its processes, torch's
+    threads and seed set. Yields the group."""
+    check_settings(settings)
+    group = distributed.start(settings.device)
+    try:
+        if settings.batch_size % group.world_size:
+            raise ValueError(
+                f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
+            )
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.manual_seed(settings.seed)
+        yield group
+    finally:
+        distributed.stop(group)
+
+
+def final_test(group: distributed.ProcessGroup, test_and_store: Callable[[], dict], read_stored: Callable[[], dict]):
+    """The test metrics of the best model: rank 0 computes them and stores them in the saved model
+    (``test_and_store``) while the other processes wait, then read them back (``read_stored``)."""
+    if not group.is_main:
+        distributed.barrier(group)
+        return read_stored()
+    test = test_and_store()
+    distributed.barrier(group)
+    return test
 
 
 def learning_rate_factor(

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from attnforce import keys
-from attnforce.checkpoint import load_model, save_model
+from attnforce.checkpoint import DTYPES, load_model, save_model
 from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from systems.splits import NAMED_SPLITS
 from training import distributed
 from training.config import ExperimentConfig
 from training.evaluation import error_metrics, metrics, predict
-from training.loop import DTYPES, Objective, check_settings, run_epochs
+from training.loop import Objective, final_test, run_epochs, training_session
 from training.losses import LOSSES, energy_force_loss
 from training.statistics import fit_average_degree, fit_energy_statistics
 
@@ -129,26 +129,15 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     epoch (see :mod:`training.loop`). Under ``torchrun`` the processes share every batch (see
     :mod:`training.distributed`).
     """
-    check_settings(config.training)
     if config.training.loss not in LOSSES:
         raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {config.training.loss!r}")
-    group = distributed.start(config.training.device)
-    try:
+    with training_session(config.training) as group:
         return _train(config, progress and group.is_main, resume, group)
-    finally:
-        distributed.stop(group)
 
 
 def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distributed.ProcessGroup) -> TrainResult:
     settings = config.training
-    if settings.batch_size % group.world_size:
-        raise ValueError(
-            f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
-        )
     dtype = DTYPES[settings.dtype]
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
 
     # Everything that can fail on bad input happens before the run directory is written.
     frames = read_dataset(config.data.path, config.data.energy_unit)
@@ -208,28 +197,27 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
     )
     result = run_epochs(potential, objective, config, save_best, group, resume, progress)
 
-    output = Path(config.output)
-    if not group.is_main:
-        distributed.barrier(group)  # rank 0 tests the best model and stores the result
-        test = load_model(best_path, dtype).metadata["test_metrics"]
-        return TrainResult(best_path, test, result.epochs, result.wall_seconds)
-    plot_learning_curve(output / "metrics.csv", output / "learning_curve.png")
-    best = load_model(best_path, dtype)
-    test = error_metrics(best.potential.to(group.device), test_frames)
-    logger.info("test: E MAE %.2f meV, F MAE %.2f meV/Å", test["energy_mae_mev"], test["force_mae_mev_per_a"])
-    save_model(
-        best_path,
-        best.potential.cpu(),
-        best.architecture,
-        best.hyperparameters,
-        best.atomic_numbers,
-        {
-            **best.metadata,
-            "test_metrics": test,
-            "test_frames": len(test_frames),
-            "epochs_run": result.epochs,
-            "wall_seconds": result.wall_seconds,
-        },
-    )
-    distributed.barrier(group)
+    def test_and_store() -> dict:
+        output = Path(config.output)
+        plot_learning_curve(output / "metrics.csv", output / "learning_curve.png")
+        best = load_model(best_path, dtype)
+        test = error_metrics(best.potential.to(group.device), test_frames)
+        logger.info("test: E MAE %.2f meV, F MAE %.2f meV/Å", test["energy_mae_mev"], test["force_mae_mev_per_a"])
+        save_model(
+            best_path,
+            best.potential.cpu(),
+            best.architecture,
+            best.hyperparameters,
+            best.atomic_numbers,
+            {
+                **best.metadata,
+                "test_metrics": test,
+                "test_frames": len(test_frames),
+                "epochs_run": result.epochs,
+                "wall_seconds": result.wall_seconds,
+            },
+        )
+        return test
+
+    test = final_test(group, test_and_store, lambda: load_model(best_path, dtype).metadata["test_metrics"])
     return TrainResult(best_path, test, result.epochs, result.wall_seconds)

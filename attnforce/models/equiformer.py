@@ -298,7 +298,8 @@ class Equiformer(nn.Module):
             None); the edge-degree embedding is divided by its root (not at all when None).
 
     Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E), ``shift_vectors`` (E, 3) Å or
-    None (periodic images: the edge vector is ``x[source] - x[target] + shift``) -> (N,).
+    None (periodic images: the edge vector is ``x[source] - x[target] + shift``), ``degree`` (the interface's
+    in-degree hint; Equiformer sums by scatter and needs none) -> (N,).
     """
 
     def __init__(
@@ -361,7 +362,12 @@ class Equiformer(nn.Module):
         )
 
     def forward(
-        self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor, shift_vectors: Optional[Tensor] = None
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        edge_index: Tensor,
+        shift_vectors: Optional[Tensor] = None,
+        degree: int = -1,
     ) -> Tensor:
         source, target = edge_index[0], edge_index[1]
         vectors = positions.index_select(0, source) - positions.index_select(0, target)

@@ -22,8 +22,10 @@ class Potential(nn.Module):
     """Energy (eV) and forces (eV/Å) of a batch of structures from an energy model.
 
     Args:
-        model: maps ``(positions (N,3) Å, atomic_numbers (N,), edge_index (2,E))`` to per-atom outputs (N,);
-            has an attribute ``cutoff`` (None for all-pairs graphs).
+        model: maps ``(positions (N,3) Å, atomic_numbers (N,), edge_index (2,E), shift_vectors (E,3) Å or None,
+            degree)`` to per-atom outputs (N,), ``degree`` being the graph's common in-degree if the caller knows
+            it (see :func:`attnforce.nn.regular_degree`) or -1; has an attribute ``cutoff`` (None for all-pairs
+            graphs).
         energy_scale: eV per unit of model output.
         element_shifts: (119,) eV per atom of each element.
     """
@@ -97,7 +99,26 @@ class Potential(nn.Module):
                 f"must have shape [{num_atoms}]"
             )
         edge_index, shift_vectors = self.edges(positions, batch, num_structures, cells)
-        learned = self.model(positions, atomic_numbers, edge_index, shift_vectors) * self.energy_scale
+        return self.energy_on_graph(positions, atomic_numbers, batch, num_structures, edge_index, shift_vectors, -1)
+
+    @torch.jit.export
+    def energy_on_graph(
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        batch: Tensor,
+        num_structures: int,
+        edge_index: Tensor,
+        shift_vectors: Optional[Tensor],
+        degree: int,
+    ) -> Tensor:
+        """:meth:`energy` on a graph the caller built: ``edge_index`` (2, E), ``shift_vectors`` (E, 3) Å or None,
+        ``degree`` its common in-degree or -1.
+
+        A graph with more edges than the cutoff's (all pairs of a small molecule, fixed once) gives the same
+        energy, since every edge's contribution carries the cutoff envelope; this is how a CUDA graph replays the
+        model with no shape that changes from step to step."""
+        learned = self.model(positions, atomic_numbers, edge_index, shift_vectors, degree) * self.energy_scale
         reference = self.element_shifts.index_select(0, atomic_numbers)
         return scatter_sum(learned, batch, num_structures).to(torch.float64) + scatter_sum(
             reference, batch, num_structures

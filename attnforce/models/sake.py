@@ -164,7 +164,9 @@ class SAKE(nn.Module):
         semantic_attention, spatial_attention: ablation switches.
 
     Shapes: ``positions`` (N, 3) Å, ``atomic_numbers`` (N,), ``edge_index`` (2, E), ``shift_vectors`` (E, 3) Å or
-    None (periodic images: the edge vector is ``x[source] - x[target] + shift``) -> (N,).
+    None (periodic images: the edge vector is ``x[source] - x[target] + shift``), ``degree`` the graph's common
+    in-degree when the caller knows it, which spares a check that would synchronise a GPU (-1: checked here)
+    -> (N,).
     """
 
     def __init__(
@@ -200,7 +202,12 @@ class SAKE(nn.Module):
         self.readout = MLP([hidden_features, hidden_features, 1])
 
     def forward(
-        self, positions: Tensor, atomic_numbers: Tensor, edge_index: Tensor, shift_vectors: Optional[Tensor] = None
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        edge_index: Tensor,
+        shift_vectors: Optional[Tensor] = None,
+        degree: int = -1,
     ) -> Tensor:
         source, target = edge_index[0], edge_index[1]
         vectors = positions.index_select(0, source) - positions.index_select(0, target)
@@ -214,7 +221,8 @@ class SAKE(nn.Module):
             envelope = self.envelope(distances)
 
         h = self.embedding(atomic_numbers)
-        degree = regular_degree(edge_index, h.shape[0])
+        if degree < 0:
+            degree = regular_degree(edge_index, h.shape[0])
         for layer in self.layers:
             h = layer(h, edge_index, distances, unit_vectors, rbf, envelope, degree)
         return self.readout(h).squeeze(-1)

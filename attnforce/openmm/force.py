@@ -73,6 +73,7 @@ def create_force(
     atom_indices: Sequence[int] | None = None,
     outputs_forces: bool | None = None,
     periodic: bool = False,
+    cuda_graphs: bool = False,
 ) -> openmmtorch.TorchForce:
     """A ``TorchForce`` for the given atoms.
 
@@ -80,7 +81,10 @@ def create_force(
     embedded atomic numbers, atom indices and periodicity must match the request exactly. ``outputs_forces``: the
     module returns forces itself (``setOutputsForces``); None means no for a saved model and the file's choice for
     an exported one, which cannot be changed after export. ``periodic``: the force takes the box vectors
-    (``setUsesPeriodicBoundaryConditions``).
+    (``setUsesPeriodicBoundaryConditions``). ``cuda_graphs``: on the CUDA platform, openmm-torch captures the
+    model's forward and backward pass in a CUDA graph and replays it each step (``useCUDAGraphs``), which needs a
+    fixed graph of all pairs (a saved model is scripted with one; an exported file must have been exported with
+    one); other platforms ignore it.
     """
     ensure_torch_kernels()
     loaded = load_force_model(model)
@@ -99,15 +103,21 @@ def create_force(
         if periodic != metadata.get("periodic", False):
             raise ValueError(
                 f"{loaded} was exported for {'a periodic' if not periodic else 'an isolated'} system, and this one is "
-                f"{'periodic' if periodic else 'isolated'}; export it again (attnforce export --periodic)"
+                f"{'periodic' if periodic else 'isolated'}; export it again"
+            )
+        if cuda_graphs and not metadata.get("fixed_graph", False):
+            raise ValueError(
+                f"{loaded} was exported without a fixed graph; CUDA graphs need one (export --cuda-graphs)"
             )
         force = openmmtorch.TorchForce(str(loaded))
         force.setOutputsForces(bool(metadata["outputs_forces"]))
     else:
-        scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces), periodic)
+        scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces), periodic, cuda_graphs)
         force = openmmtorch.TorchForce(scripted)
         force.setOutputsForces(bool(outputs_forces))
     force.setUsesPeriodicBoundaryConditions(periodic)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
     return force
 
 
@@ -123,16 +133,20 @@ def learned_force(
     outputs_forces: bool | None = None,
     backend: str = "torch",
     device: str = "cpu",
+    cuda_graphs: bool = False,
 ) -> openmm.Force:
     """The learned force for ``atoms`` (default: all) of ``topology``, not yet added to a System.
 
     ``backend`` is one of :data:`BACKENDS`; ``device`` applies to the PythonForce backends (a TorchForce runs on
     the Context's platform). The topology's elements are checked against the model first. A topology with
     periodic box vectors gets a periodic force (minimum-image convention), which needs a model with a cutoff at
-    most half the box's narrowest width; both are checked here.
+    most half the box's narrowest width; both are checked here. ``cuda_graphs``: see :func:`create_force`
+    (TorchForce only).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if cuda_graphs and backend != "torch":
+        raise ValueError(f"cuda_graphs is a TorchForce option; the {backend} backend does not take it")
     numbers = topology_atomic_numbers(topology, atoms)
     box = topology.getPeriodicBoxVectors()
     loaded = load_force_model(model)
@@ -140,7 +154,7 @@ def learned_force(
         cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
         check_box(box, cutoff)
     if backend == "torch":
-        force = create_force(loaded, numbers, atoms, outputs_forces, periodic=box is not None)
+        force = create_force(loaded, numbers, atoms, outputs_forces, periodic=box is not None, cuda_graphs=cuda_graphs)
     else:
         from attnforce.openmm.python_force import create_python_force
 
@@ -185,6 +199,7 @@ def add_force(
     backend: str = "torch",
     device: str = "cpu",
     force_group: int = 0,
+    cuda_graphs: bool = False,
 ) -> int:
     """Add :func:`learned_force` to ``system`` (whose particles must be the topology's atoms) in ``force_group``;
     returns its index."""
@@ -192,7 +207,7 @@ def add_force(
         raise ValueError(
             f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
         )
-    force = learned_force(topology, model, atoms, outputs_forces, backend, device)
+    force = learned_force(topology, model, atoms, outputs_forces, backend, device, cuda_graphs)
     force.setForceGroup(force_group)
     return system.addForce(force)
 

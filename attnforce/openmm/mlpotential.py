@@ -19,22 +19,16 @@ module) and ``device`` (PythonForce only; default: CUDA when torch sees a GPU).
 from collections.abc import Iterable
 
 import openmm
-import torch
 from openmm import app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from attnforce.checkpoint import SavedModel, load_model
+from attnforce.checkpoint import DTYPES, SavedModel, load_model
 from attnforce.openmm.force import learned_force
 
 #: openmm-ml names -> the architecture each serves, which is also the embedded model used without ``modelPath``.
 POTENTIALS = {"attnforce-sake": "sake", "attnforce-equiformer": "equiformer"}
-#: openmm-ml's precision names, and the dtype names a model's training record uses.
-DTYPE_OF_PRECISION = {
-    "single": torch.float32,
-    "double": torch.float64,
-    "float32": torch.float32,
-    "float64": torch.float64,
-}
+#: openmm-ml's precision names -> attnforce's dtype names.
+PRECISIONS = {"single": "float32", "double": "float64"}
 
 
 class AttnforcePotentialImplFactory(MLPotentialImplFactory):
@@ -71,9 +65,9 @@ class AttnforcePotentialImpl(MLPotentialImpl):
         outputsForces: bool = False,
         **args,
     ) -> None:
-        if precision not in (None, "single", "double"):
+        if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
-        dtype = DTYPE_OF_PRECISION[precision] if precision is not None else DTYPE_OF_PRECISION[self.default_dtype]
+        dtype = DTYPES[PRECISIONS[precision] if precision is not None else self.default_dtype]
         if backend == "torch" and system.getNumParticles() == 0:
             # openmm-ml collects the forces of createMixedSystem(interpolate=True) in an empty System and then copies
             # them; openmm-torch 1.5 crashes (segmentation fault) deserialising a TorchForce, so refuse here.

@@ -7,7 +7,11 @@ import torch
 from torch import Tensor, nn
 
 from attnforce.models import Potential
+from attnforce.nn import all_pairs_edges
 from attnforce.units import angstrom_per_nm, kj_per_mol_per_ev
+
+#: The largest molecule given a fixed all-pairs graph (n(n-1) edges).
+FIXED_GRAPH_MAX_ATOMS = 256
 
 
 class OpenMMModule(nn.Module):
@@ -23,16 +27,36 @@ class OpenMMModule(nn.Module):
         atom_indices: (n,) their indices among the System's particles.
         periodic: the atoms live in a periodic box, passed to ``forward`` as OpenMM's box vectors (the force's
             ``setUsesPeriodicBoundaryConditions(True)``); the model's cell list applies the minimum-image convention.
+        fixed_graph: evaluate the model on all pairs of the atoms, a graph fixed here, instead of searching for
+            neighbours each call: the same energy (contributions beyond the cutoff vanish), and no operation whose
+            output shape changes or that waits on the GPU, which a CUDA graph needs (openmm-torch's
+            ``useCUDAGraphs``). For isolated molecules of at most :data:`FIXED_GRAPH_MAX_ATOMS` atoms.
 
     Shapes: ``positions`` (n_particles, 3) nm, any float dtype, ``box_vectors`` (3, 3) nm as rows or None
     -> energy () kJ/mol, float64.
     """
 
-    def __init__(self, potential: Potential, atomic_numbers: Tensor, atom_indices: Tensor, periodic: bool = False):
+    def __init__(
+        self,
+        potential: Potential,
+        atomic_numbers: Tensor,
+        atom_indices: Tensor,
+        periodic: bool = False,
+        fixed_graph: bool = False,
+    ):
         super().__init__()
         if periodic and potential.cutoff is None:
             raise ValueError("a periodic system needs a model with a cutoff; this model sees all pairs of atoms")
+        if fixed_graph and (periodic or len(atomic_numbers) > FIXED_GRAPH_MAX_ATOMS):
+            raise ValueError(
+                f"a fixed graph (for CUDA graphs) serves isolated molecules of at most {FIXED_GRAPH_MAX_ATOMS} atoms, "
+                f"not {'a periodic system' if periodic else f'{len(atomic_numbers)} atoms'}"
+            )
         self.periodic = periodic
+        self.fixed_graph = fixed_graph
+        graph = all_pairs_edges(torch.zeros(len(atomic_numbers), dtype=torch.long))
+        self.register_buffer("graph", graph if fixed_graph else graph[:, :0])
+        self.graph_degree = len(atomic_numbers) - 1 if len(atomic_numbers) > 1 else -1
         self.potential = potential
         self.register_buffer("atomic_numbers", atomic_numbers.to(torch.long))
         self.register_buffer("atom_indices", atom_indices.to(torch.long))
@@ -43,6 +67,11 @@ class OpenMMModule(nn.Module):
 
     def forward(self, positions: Tensor, box_vectors: Optional[Tensor] = None) -> Tensor:
         model_positions = positions.index_select(0, self.atom_indices).to(self.dtype) * self.angstrom_per_nm
+        if self.fixed_graph:
+            energy = self.potential.energy_on_graph(
+                model_positions, self.atomic_numbers, self.batch, 1, self.graph, None, self.graph_degree
+            )
+            return energy[0] * self.kj_per_mol_per_ev
         cells: Optional[Tensor] = None
         if self.periodic:
             if box_vectors is None:
