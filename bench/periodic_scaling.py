@@ -3,7 +3,9 @@
 Boxes are cut from OpenMM's TIP3P box (:func:`systems.water.water_box`), about 100 to 5000 atoms. Each size runs in
 its own process (so that peak memory is that size's own): a periodic ``TorchForce`` on the CPU platform,
 ``LangevinMiddleIntegrator`` at 0.5 fs; ``--warmup`` steps, then ``--steps`` timed. In the same process the model's
-cell list is timed against an all-pairs minimum-image search (every distance, O(N^2)) on the same positions.
+cell list is timed against an all-pairs minimum-image search (every distance, O(N^2)) on the same positions, and,
+for the same atoms taken as an isolated cluster, against ``radius_edges`` (all distances), which the model uses for
+isolated structures below ``Potential.cell_list_min_atoms``.
 Peak memory is the process's peak resident set size above what it held before the force was built.
 
 Models: the embedded Equiformer (cutoff 5 Å), and a SAKE of the embedded SAKE's size with a 5 Å cutoff (the
@@ -71,7 +73,7 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
     import openmm
     from openmm import unit
 
-    from attnforce.nn import cell_list_edges
+    from attnforce.nn import cell_list_edges, radius_edges
     from attnforce.openmm.force import add_force
     from systems.water import water_box
 
@@ -85,6 +87,9 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
     cell_list_ms = _median_ms(lambda: cell_list_edges(positions, cutoff, cell), 5)
     all_pairs_ms = _median_ms(lambda: _all_pairs_minimum_image(positions, edge, cutoff), 5)
     assert _all_pairs_minimum_image(positions, edge, cutoff).shape[1] == edges_found
+    batch = torch.zeros(len(positions), dtype=torch.long)
+    isolated_cell_list_ms = _median_ms(lambda: cell_list_edges(positions, cutoff), 5)
+    isolated_all_distances_ms = _median_ms(lambda: radius_edges(positions, batch, cutoff), 5)
 
     before_mb = _resident_mb()
     system = openmm.System()
@@ -109,6 +114,8 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
         "ns_per_day": TIMESTEP_FS * 1e-6 * 86400 / step_seconds,
         "cell_list_ms": cell_list_ms,
         "all_pairs_ms": all_pairs_ms,
+        "isolated_cell_list_ms": isolated_cell_list_ms,
+        "isolated_all_distances_ms": isolated_all_distances_ms,
         "peak_mb_above_start": peak_mb - before_mb,
     }
 
@@ -167,13 +174,24 @@ def main() -> None:
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(f"{model} {rows[-1]['atoms']} atoms: {rows[-1]['ms_per_step']:.1f} ms/step", file=sys.stderr)
     print(f"water boxes from OpenMM's tip3p.pdb, CPU platform, {args.threads} threads, {args.steps} timed steps")
-    print("| model | box (Å) | atoms | edges | ms/step | ns/day | cell list (ms) | all pairs (ms) | peak memory (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | box (Å) | atoms | edges | ms/step | ns/day | peak memory (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row['model']} | {row['edge_angstrom']:g} | {row['atoms']} | {row['edges']} | {row['ms_per_step']:.1f} "
-            f"| {row['ns_per_day']:.4f} | {row['cell_list_ms']:.2f} | {row['all_pairs_ms']:.2f} "
-            f"| {row['peak_mb_above_start']:.0f} |"
+            f"| {row['ns_per_day']:.4f} | {row['peak_mb_above_start']:.0f} |"
+        )
+    print()
+    print("neighbour search, ms (median of 5; the first model's process)")
+    print(
+        "| atoms | periodic: cell list | periodic: all pairs | ratio | isolated: cell list | isolated: all distances |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for row in [row for row in rows if row["model"] == rows[0]["model"]]:
+        print(
+            f"| {row['atoms']} | {row['cell_list_ms']:.2f} | {row['all_pairs_ms']:.2f} "
+            f"| {row['all_pairs_ms'] / row['cell_list_ms']:.2f}x | {row['isolated_cell_list_ms']:.2f} "
+            f"| {row['isolated_all_distances_ms']:.2f} |"
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -27,6 +27,14 @@ class Molecule:
     positions: np.ndarray
     name: str
 
+    def __post_init__(self):
+        shape = np.shape(self.positions)
+        if len(shape) != 2 or shape[1] != 3 or shape[0] != self.topology.getNumAtoms():
+            raise ValueError(
+                f"{self.name}: the topology has {self.topology.getNumAtoms()} atoms but the positions have shape "
+                f"{list(shape)}; expected [{self.topology.getNumAtoms()}, 3]"
+            )
+
     @property
     def atomic_numbers(self) -> list[int]:
         return [atom.element.atomic_number for atom in self.topology.atoms()]

@@ -11,7 +11,7 @@ from openmm import app, unit
 
 from attnforce.checkpoint import save_model
 from integrators.md import run_md
-from systems.molecules import load_molecule
+from systems.molecules import Molecule, load_molecule
 
 ETHANOL_XYZ = """9
 ethanol
@@ -120,6 +120,11 @@ def test_bad_structures_are_named(tmp_path):
     with pytest.raises(ValueError, match="unknown structure format '.mol2'"):
         (tmp_path / "x.mol2").write_text("")
         load_molecule(tmp_path / "x.mol2")
+    ethanol = tmp_path / "ethanol.xyz"
+    ethanol.write_text(ETHANOL_XYZ)
+    molecule = load_molecule(ethanol)
+    with pytest.raises(ValueError, match=r"the topology has 9 atoms but the positions have shape \[8, 3\]"):
+        Molecule(molecule.topology, molecule.positions[:8], "cut")
 
 
 def test_blow_up_is_reported_and_leaves_no_output(tmp_path, ethanol_xyz):
