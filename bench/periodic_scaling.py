@@ -6,7 +6,9 @@ its own process (so that peak memory is that size's own): a periodic ``TorchForc
 cell list is timed against an all-pairs minimum-image search (every distance, O(N^2)) on the same positions, and,
 for the same atoms taken as an isolated cluster, against ``radius_edges`` (all distances), which the model uses for
 isolated structures below ``Potential.cell_list_min_atoms``.
-Peak memory is the process's peak resident set size above what it held before the force was built.
+Peak memory is the process's peak resident set during MD above what it held before the force was built. The
+model alone (the frozen TorchScript module the TorchForce runs, and the eager model) is also timed outside OpenMM
+on the same positions, energy and forces.
 
 Models: the embedded Equiformer (cutoff 5 Å), and a SAKE of the embedded SAKE's size with a 5 Å cutoff (the
 embedded SAKE sees all pairs, so it cannot take a box; its weights here are untrained: timings only).
@@ -19,7 +21,6 @@ Run from the repository root::
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,13 +28,10 @@ import time
 
 import torch  # before openmm: see attnforce/__init__.py
 
-EDGES_ANGSTROM = [10.0, 13.0, 17.0, 22.0, 28.0, 37.0]
+from bench.memory import peak_mb, reset_peak, resident_mb
+
+EDGES_ANGSTROM = [11.0, 14.0, 18.0, 23.0, 29.0, 38.0]
 TIMESTEP_FS = 0.5
-
-
-def _resident_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def _model(name: str):
@@ -69,6 +67,25 @@ def _median_ms(function, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def _model_alone_ms(saved, atomic_numbers: list[int], positions: torch.Tensor, cell: torch.Tensor) -> tuple:
+    """Energy and forces of the model outside OpenMM, ms: the frozen TorchScript module that the TorchForce runs,
+    and the eager model, on the same positions (Å) and cell (Å)."""
+    from attnforce.export import build_module
+    from attnforce.openmm.module import OpenMMModule
+    from attnforce.units import nm_per_angstrom
+
+    scripted, _ = build_module(saved, atomic_numbers, periodic=True)
+    eager = OpenMMModule(saved.potential, torch.tensor(atomic_numbers), torch.arange(len(atomic_numbers)), True)
+    positions_nm, box_nm = positions * nm_per_angstrom, cell * nm_per_angstrom
+
+    def forces_of(module) -> None:
+        x = positions_nm.clone().requires_grad_(True)
+        torch.autograd.grad(module(x, box_nm), x)
+
+    # TorchScript's profiling executor optimises after two calls: the median of three after one warm-up is optimised.
+    return _median_ms(lambda: forces_of(scripted), 3), _median_ms(lambda: forces_of(eager), 1)
+
+
 def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: int) -> dict:
     import openmm
     from openmm import unit
@@ -91,7 +108,10 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
     isolated_cell_list_ms = _median_ms(lambda: cell_list_edges(positions, cutoff), 5)
     isolated_all_distances_ms = _median_ms(lambda: radius_edges(positions, batch, cutoff), 5)
 
-    before_mb = _resident_mb()
+    torchscript_ms, eager_ms = _model_alone_ms(saved, molecule.atomic_numbers, positions, cell)
+
+    reset_peak()
+    before_mb = resident_mb()
     system = openmm.System()
     for atom in molecule.topology.atoms():
         system.addParticle(atom.element.mass)
@@ -104,7 +124,7 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
     start = time.perf_counter()
     integrator.step(steps)
     step_seconds = (time.perf_counter() - start) / steps
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    peak = peak_mb()
     return {
         "model": model_name,
         "edge_angstrom": edge,
@@ -116,7 +136,9 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
         "all_pairs_ms": all_pairs_ms,
         "isolated_cell_list_ms": isolated_cell_list_ms,
         "isolated_all_distances_ms": isolated_all_distances_ms,
-        "peak_mb_above_start": peak_mb - before_mb,
+        "torchscript_ms": torchscript_ms,
+        "eager_ms": eager_ms,
+        "peak_mb_above_start": peak - before_mb,
     }
 
 
@@ -174,12 +196,16 @@ def main() -> None:
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(f"{model} {rows[-1]['atoms']} atoms: {rows[-1]['ms_per_step']:.1f} ms/step", file=sys.stderr)
     print(f"water boxes from OpenMM's tip3p.pdb, CPU platform, {args.threads} threads, {args.steps} timed steps")
-    print("| model | box (Å) | atoms | edges | ms/step | ns/day | peak memory (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | box (Å) | atoms | edges | ms/step | ns/day | peak memory (MB) "
+        "| model alone, TorchScript (ms/atom) | eager (ms/atom) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
             f"| {row['model']} | {row['edge_angstrom']:g} | {row['atoms']} | {row['edges']} | {row['ms_per_step']:.1f} "
-            f"| {row['ns_per_day']:.4f} | {row['peak_mb_above_start']:.0f} |"
+            f"| {row['ns_per_day']:.4f} | {row['peak_mb_above_start']:.0f} "
+            f"| {row['torchscript_ms'] / row['atoms']:.2f} | {row['eager_ms'] / row['atoms']:.2f} |"
         )
     print()
     print("neighbour search, ms (median of 5; the first model's process)")

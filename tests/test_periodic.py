@@ -54,6 +54,19 @@ def test_cell_list_finds_exactly_the_pairs_within_the_cutoff(box):
     assert torch.equal(scripted[0], edge_index) and torch.equal(scripted[1], shifts)
 
 
+def test_cell_list_refuses_what_it_cannot_search():
+    positions = torch.rand(10, 3, dtype=torch.float64)
+    assert cell_list_edges(positions[:0], 3.0, torch.eye(3, dtype=torch.float64) * 9.0)[0].shape == (2, 0)
+    with pytest.raises(ValueError, match=r"cell must have shape \(3, 3\)"):
+        cell_list_edges(positions, 3.0, torch.eye(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="narrower than cutoff / bins_per_cutoff"):
+        cell_list_edges(positions, 3.0, torch.eye(3, dtype=torch.float64) * 1.4)
+    with pytest.raises(ValueError, match="bins_per_cutoff and max_bins_per_axis at least 1"):
+        cell_list_edges(positions, 3.0, None, bins_per_cutoff=0)
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\)"):
+        cell_list_edges(positions[:, :2], 3.0)
+
+
 def test_isolated_cell_list_equals_all_distances():
     positions = torch.rand(400, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 20.0
     by_cells = {tuple(e) for e in cell_list_edges(positions, 4.0)[0].t().tolist()}
@@ -100,7 +113,7 @@ def test_energy_unchanged_by_wrapping_and_lattice_shifts(cutoff_variant, box):
     cell = torch.tensor(box, dtype=torch.float64)
     positions, numbers = _liquid(cell, 30, seed=2)
     energy, forces = _energy_forces(potential, positions, numbers, cell)
-    assert potential.cutoff is not None and float(positions.max()) > potential.cutoff  # images matter
+    assert bool((cell_list_edges(positions, potential.cutoff, cell)[1] != 0).any())  # edges to images exist
 
     fractional = positions @ torch.linalg.inv(cell)
     wrapped = (fractional - torch.floor(fractional)) @ cell
@@ -222,7 +235,7 @@ def test_periodic_nve_conserves_energy():
     kinetic_scale = 1.5 * len(numbers) * kt / units.kj_per_mol_per_ev
     fractional = positions @ torch.linalg.inv(cell)
     assert bool(((fractional < 0) | (fractional >= 1)).any())  # some atom left the box: wrapping was exercised
-    assert max(abs(t - start) for t in totals) < 1e-5 * kinetic_scale  # seen: 1e-8
+    assert max(abs(t - start) for t in totals) < 1e-6 * kinetic_scale  # seen: 1e-8
 
 
 # --- OpenMM, openmm-ml, ASE, the MD command ------------------------------------------------------------------------
@@ -346,3 +359,57 @@ def test_periodic_misuse_is_refused_before_a_simulation(water, tmp_path):
     with pytest.raises(ValueError, match="exported for an isolated system, and this one is periodic"):
         add_force(system, molecule.topology, exported)
     assert system.getNumForces() == 0
+
+
+def test_a_barostat_changes_the_box_and_the_model_follows(water):
+    molecule, saved = water
+    system = _periodic_system(molecule)
+    add_force(system, molecule.topology, saved)
+    system.addForce(openmm.MonteCarloBarostat(1 * unit.bar, 300 * unit.kelvin, 2))
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+    integrator.setRandomNumberSeed(1)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(molecule.positions * unit.angstrom)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    integrator.step(60)
+    state = context.getState(getEnergy=True, getPositions=True)
+    box = np.array(state.getPeriodicBoxVectors().value_in_unit(unit.angstrom))
+    assert abs(box[0, 0] - 12.0) > 1e-6  # the barostat moved the box
+    positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    model_energy, _ = _energy_forces(
+        saved.potential, torch.tensor(positions), torch.tensor(molecule.atomic_numbers), torch.tensor(box)
+    )
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    assert energy == pytest.approx(float(model_energy) * units.kj_per_mol_per_ev, rel=1e-12)
+
+
+def test_an_exported_periodic_module_matches_the_saved_model(water, tmp_path):
+    from attnforce.export import export_torchscript, read_metadata
+
+    molecule, saved = water
+    path = export_torchscript(saved, tmp_path / "box.pt", atomic_numbers=molecule.atomic_numbers, periodic=True)
+    assert read_metadata(path)["periodic"] is True
+    energies = []
+    for model in (saved, path):
+        system = _periodic_system(molecule)
+        add_force(system, molecule.topology, model)
+        energies.append(_openmm_energy_forces(system, molecule.positions, "CPU")[0])
+    assert energies[1] == pytest.approx(energies[0], rel=1e-12)
+
+
+def test_an_all_pairs_model_of_a_molecule_in_a_periodic_mm_system_sees_it_isolated(water):
+    """Mechanical embedding: SAKE without a cutoff models one water of a periodic box (createMixedSystem)."""
+    from openmmml import MLPotential
+
+    from attnforce.openmm.force import learned_force
+
+    molecule, _ = water
+    saved = make_saved("sake-allpairs", [8, 1, 1], dtype=torch.float64)
+    force = learned_force(molecule.topology, saved, atoms=[0, 1, 2], backend="python")
+    assert not force.usesPeriodicBoundaryConditions()
+    mm_system = openmm.app.ForceField("amber14/tip3p.xml").createSystem(
+        molecule.topology, nonbondedMethod=openmm.app.PME, nonbondedCutoff=0.5 * unit.nanometer, rigidWater=False
+    )
+    mixed = MLPotential("attnforce-sake").createMixedSystem(molecule.topology, mm_system, [0, 1, 2])
+    energy, _ = _openmm_energy_forces(mixed, molecule.positions, "Reference")
+    assert np.isfinite(energy)

@@ -109,12 +109,15 @@ def training_session(settings: OptimiserConfig) -> Iterator[distributed.ProcessG
         distributed.stop(group)
 
 
-def final_test(group: distributed.ProcessGroup, test_and_store: Callable[[], dict], read_stored: Callable[[], dict]):
+def final_test(
+    group: distributed.ProcessGroup, test_and_store: Callable[[], dict], read_back: Callable[[], dict]
+) -> dict:
     """The test metrics of the best model: rank 0 computes them and stores them in the saved model
-    (``test_and_store``) while the other processes wait, then read them back (``read_stored``)."""
+    (``test_and_store``) while the other processes wait, then read them back (``read_back``). If rank 0 fails
+    there, the others wait until torchrun stops them."""
     if not group.is_main:
         distributed.barrier(group)
-        return read_stored()
+        return read_back()
     test = test_and_store()
     distributed.barrier(group)
     return test

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from attnforce.nn import all_pairs_edges, cell_list_edges, perpendicular_widths, radius_edges, scatter_sum
+from attnforce.nn import all_pairs_edges, cell_list_edges, check_minimum_image, radius_edges, scatter_sum
 
 
 class Potential(nn.Module):
@@ -66,13 +66,7 @@ class Potential(nn.Module):
         shift_parts: list[Tensor] = []
         for structure in range(num_structures):
             cell = cells[structure].to(positions.dtype)
-            narrowest = float(perpendicular_widths(cell).min())
-            if not narrowest >= 2.0 * cutoff:
-                shown = round(narrowest * 1000.0) / 1000.0
-                raise ValueError(
-                    f"the periodic box is {shown} Å across at its narrowest, less than twice the model's cutoff "
-                    f"({cutoff} Å): the minimum-image convention needs a larger box"
-                )
+            check_minimum_image(cell, cutoff)
             atoms = torch.nonzero(batch == structure).squeeze(1)
             local_edges, shifts = cell_list_edges(positions.index_select(0, atoms).detach(), cutoff, cell)
             edge_parts.append(atoms.index_select(0, local_edges.reshape(-1)).reshape(2, -1))

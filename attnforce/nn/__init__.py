@@ -11,7 +11,7 @@ from attnforce.nn.graph import (
     sum_over_neighbours,
 )
 from attnforce.nn.mlp import MLP
-from attnforce.nn.neighbours import cell_list_edges, perpendicular_widths
+from attnforce.nn.neighbours import cell_list_edges, check_minimum_image, perpendicular_widths
 from attnforce.nn.radial import ExpNormalSmearing
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "MLP",
     "all_pairs_edges",
     "cell_list_edges",
+    "check_minimum_image",
     "neighbour_outer_sum",
     "perpendicular_widths",
     "radius_edges",

@@ -81,6 +81,14 @@ def neighbour_outer_sum(a: Tensor, b: Tensor, target: Tensor, num_nodes: int, de
     return scatter_sum(a.unsqueeze(-1) * b.unsqueeze(-2), target, num_nodes)
 
 
+def _shifting_logits(logits: Tensor, weights: Optional[Tensor]) -> Tensor:
+    """The logits that may set a softmax's shift: edges of weight 0 (beyond a cutoff, in a graph that holds them)
+    must not, since a large logit there would underflow every other term of their target."""
+    if weights is None:
+        return logits.detach()
+    return torch.where(weights.unsqueeze(-1) > 0, logits.detach(), torch.full_like(logits, -1.0e30))
+
+
 def segment_softmax(
     logits: Tensor,
     index: Tensor,
@@ -109,11 +117,12 @@ def segment_softmax(
         shift = torch.full((dim_size, num_heads), -1.0e30, dtype=logits.dtype, device=logits.device)
     else:
         shift = null_logit.detach().unsqueeze(0).expand(dim_size, num_heads).contiguous()
+    shifting = _shifting_logits(logits, weights)
     if degree > 0:
-        shift = torch.maximum(shift, logits.detach().reshape(dim_size, degree, num_heads).amax(1))
+        shift = torch.maximum(shift, shifting.reshape(dim_size, degree, num_heads).amax(1))
     else:
         index_h = index.unsqueeze(-1).expand_as(logits)
-        shift = shift.scatter_reduce(0, index_h, logits.detach(), reduce="amax", include_self=True)
+        shift = shift.scatter_reduce(0, index_h, shifting, reduce="amax", include_self=True)
     exp = torch.exp(logits - shift.index_select(0, index))
     if weights is not None:
         exp = exp * weights.unsqueeze(-1)

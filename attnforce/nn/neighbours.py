@@ -8,7 +8,9 @@ edge vector is
 
     ``r_ij = x[source] - x[target] + shift @ cell``   (``shift`` integer, ``cell`` rows = lattice vectors, Å).
 
-Positions need not be wrapped into the cell: the shifts account for where each atom is.
+Positions need not be wrapped into the cell: the shifts account for where each atom is. The search itself finds
+every image, even in a cell narrower than twice the cutoff; models follow OpenMM's minimum-image rule all the same
+and refuse such cells (:func:`check_minimum_image`).
 """
 
 from typing import Optional
@@ -27,6 +29,18 @@ def perpendicular_widths(cell: Tensor) -> Tensor:
         ]
     )
     return torch.abs(torch.linalg.det(cell)) / torch.linalg.vector_norm(faces, dim=-1)
+
+
+def check_minimum_image(cell: Tensor, cutoff: float) -> None:
+    """ValueError unless every face-to-face width of ``cell`` ((3, 3) Å, rows = lattice vectors) is at least twice
+    ``cutoff`` (Å), OpenMM's rule for periodic cutoffs (a NaN cell is refused too)."""
+    narrowest = float(perpendicular_widths(cell).min())
+    if not narrowest >= 2.0 * cutoff:
+        shown = round(narrowest * 1000.0) / 1000.0
+        raise ValueError(
+            f"the periodic box is {shown} Å across at its narrowest, less than twice the model's cutoff "
+            f"({cutoff} Å): the minimum-image convention needs a larger box"
+        )
 
 
 def _bin_offsets(reach: int, device: torch.device) -> Tensor:
@@ -49,15 +63,34 @@ def cell_list_edges(
         positions: (N, 3) Å.
         cutoff: Å.
         cell: None for an isolated structure, or (3, 3) lattice vectors as rows (Å), periodic along all three.
-            Every face-to-face width must be at least ``cutoff``.
+            Every face-to-face width must be at least ``cutoff / bins_per_cutoff``.
         max_bins_per_axis: bins are never finer than this (finer bins only cost memory once a bin holds a few
-            atoms).
-        bins_per_cutoff: bins per cutoff length along each axis.
+            atoms). Past ``max_bins_per_axis * cutoff / bins_per_cutoff`` (160 Å for a 5 Å cutoff), bins grow wider
+            than needed and the cost per atom grows with them.
+        bins_per_cutoff: bins per cutoff length along each axis (at least 1).
 
     Returns:
         ``edge_index`` (2, E) sorted by target, and ``shifts`` (E, 3) integer lattice shifts of the source atom
         (in the positions' dtype; zeros without a cell).
     """
+    if positions.dim() != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape (N, 3), got {list(positions.shape)}")
+    if not cutoff > 0.0 or bins_per_cutoff < 1 or max_bins_per_axis < 1:
+        raise ValueError("cutoff must be positive, and bins_per_cutoff and max_bins_per_axis at least 1")
+    if cell is not None:
+        if cell.shape != (3, 3):
+            raise ValueError(f"cell must have shape (3, 3), got {list(cell.shape)}")
+        if not float(perpendicular_widths(cell).min()) * bins_per_cutoff >= cutoff:
+            raise ValueError("the cell is narrower than cutoff / bins_per_cutoff: images would be missed")
+    if positions.shape[0] == 0:
+        return torch.zeros((2, 0), dtype=torch.long, device=positions.device), torch.zeros_like(positions)
+    return _search(positions, cutoff, cell, max_bins_per_axis, bins_per_cutoff)
+
+
+def _search(
+    positions: Tensor, cutoff: float, cell: Optional[Tensor], max_bins_per_axis: int, bins_per_cutoff: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`cell_list_edges` for valid, non-empty input."""
     with torch.no_grad():
         device = positions.device
         if cell is None:

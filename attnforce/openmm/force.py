@@ -11,7 +11,7 @@ from openmm import app, unit
 
 from attnforce.checkpoint import SavedModel, load_model
 from attnforce.export import build_module, is_torchscript, read_metadata
-from attnforce.nn import perpendicular_widths
+from attnforce.nn import check_minimum_image
 from systems.elements import symbol
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ def learned_force(
     ``backend`` is one of :data:`BACKENDS`; ``device`` applies to the PythonForce backends (a TorchForce runs on
     the Context's platform). The topology's elements are checked against the model first. A topology with
     periodic box vectors gets a periodic force (minimum-image convention), which needs a model with a cutoff at
-    most half the box's narrowest width; both are checked here. ``cuda_graphs``: see :func:`create_force`
+    most half the box's narrowest width; both are checked here. The exception is a subset of ``atoms`` (a molecule
+    in a periodic MM system) with a model that has no cutoff: that molecule is evaluated as an isolated one.
+    ``cuda_graphs``: see :func:`create_force`
     (TorchForce only).
     """
     if backend not in BACKENDS:
@@ -148,10 +150,14 @@ def learned_force(
     if cuda_graphs and backend != "torch":
         raise ValueError(f"cuda_graphs is a TorchForce option; the {backend} backend does not take it")
     numbers = topology_atomic_numbers(topology, atoms)
-    box = topology.getPeriodicBoxVectors()
     loaded = load_force_model(model)
+    cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
+    box = topology.getPeriodicBoxVectors()
+    if box is not None and cutoff is None and atoms is not None:
+        # A molecule modelled by an all-pairs model inside a periodic MM system (mechanical embedding): its
+        # atoms' unwrapped positions are contiguous, so the force is evaluated as an isolated molecule.
+        box = None
     if box is not None:
-        cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
         check_box(box, cutoff)
     if backend == "torch":
         force = create_force(loaded, numbers, atoms, outputs_forces, periodic=box is not None, cuda_graphs=cuda_graphs)
@@ -174,20 +180,19 @@ def learned_force(
 
 
 def check_box(box_vectors, cutoff: float | None) -> None:
-    """ValueError unless a model with ``cutoff`` (Å; None: all pairs) can work in this periodic box (OpenMM
-    Vec3s with units): it needs a cutoff, at most half the box's narrowest width."""
+    """ValueError unless a model with ``cutoff`` (Å; None: all pairs) can work in a periodic box.
+
+    Args:
+        box_vectors: the topology's three box vectors (``openmm.Vec3`` quantities with length units).
+        cutoff: the model's cutoff; it must exist and be at most half the box's narrowest width.
+    """
     if cutoff is None:
         raise ValueError(
             "the topology is periodic and this model has no cutoff (it sees all pairs of atoms); periodic systems "
             "need a model trained with a cutoff (e.g. the embedded equiformer, or SAKE with cutoff: 5.0)"
         )
     cell = torch.tensor([[v.value_in_unit(unit.angstrom) for v in vector] for vector in box_vectors])
-    narrowest = float(perpendicular_widths(cell.double()).min())
-    if narrowest < 2 * cutoff:
-        raise ValueError(
-            f"the periodic box is {narrowest:.3f} Å across at its narrowest, less than twice the model's cutoff "
-            f"({cutoff} Å): the minimum-image convention needs a larger box"
-        )
+    check_minimum_image(cell.double(), cutoff)
 
 
 def add_force(

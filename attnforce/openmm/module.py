@@ -54,9 +54,9 @@ class OpenMMModule(nn.Module):
             )
         self.periodic = periodic
         self.fixed_graph = fixed_graph
-        graph = all_pairs_edges(torch.zeros(len(atomic_numbers), dtype=torch.long))
-        self.register_buffer("graph", graph if fixed_graph else graph[:, :0])
-        self.graph_degree = len(atomic_numbers) - 1 if len(atomic_numbers) > 1 else -1
+        batch = torch.zeros(len(atomic_numbers) if fixed_graph else 0, dtype=torch.long)
+        self.register_buffer("graph", all_pairs_edges(batch))  # (2, n(n-1)); empty unless fixed_graph
+        self.graph_degree = len(atomic_numbers) - 1 if fixed_graph and len(atomic_numbers) > 1 else -1
         self.potential = potential
         self.register_buffer("atomic_numbers", atomic_numbers.to(torch.long))
         self.register_buffer("atom_indices", atom_indices.to(torch.long))
