@@ -29,7 +29,7 @@ from attnforce.models import Potential, build_model, preset
 from systems import read_extxyz
 from training.config import DataConfig, ExperimentConfig, TrainingConfig
 from training.statistics import fit_average_degree, fit_energy_statistics
-from training.trainer import _batch_loss
+from training.trainer import batch_loss
 
 ASPIRIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "rmd17_aspirin_1000.xyz"
 PRESETS = ["sake-small", "sake-md17", "equiformer-small", "equiformer-small-linear", "equiformer-small-dot-product"]
@@ -50,7 +50,7 @@ def preset_throughput(name: str, frames, batch_size: int, steps: int) -> float:
     rng = np.random.default_rng(0)
 
     def one_step():
-        loss = _batch_loss(potential, frames, rng.choice(len(frames), batch_size, replace=False), torch.float32, config)
+        loss = batch_loss(potential, frames, rng.choice(len(frames), batch_size, replace=False), torch.float32, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

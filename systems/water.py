@@ -59,9 +59,12 @@ def water_box(edge: unit.Quantity) -> Molecule:
                     continue
             kept_oxygens.append(oxygen)
             residue = topology.addResidue("HOH", chain)
-            for atom, position in atoms:
-                topology.addAtom(atom.name, atom.element, residue)
-                kept_positions.append(position + offset)
+            added = [topology.addAtom(atom.name, atom.element, residue) for atom, _ in atoms]
+            kept_positions.extend(position + offset for _, position in atoms)
+            new_oxygen = next(a for a in added if a.element.symbol == "O")
+            for atom in added:
+                if atom is not new_oxygen:
+                    topology.addBond(new_oxygen, atom)
     if not kept_positions:
         raise ValueError(f"a box {edge} across holds no water molecule")
     topology.setUnitCellDimensions(openmm.Vec3(edge_angstrom, edge_angstrom, edge_angstrom) * unit.angstrom)

@@ -63,7 +63,7 @@ def _fit_model_statistics(model_config, train_frames: Frames):
     return dataclasses.replace(model_config, hyperparameters=hyperparameters)
 
 
-def _batch_loss(potential, frames: Frames, indices: np.ndarray, dtype, config, device=None) -> torch.Tensor:
+def batch_loss(potential, frames: Frames, indices: np.ndarray, dtype, config, device=None) -> torch.Tensor:
     """The training loss of one batch, differentiable through the forces, computed on ``device``."""
     batch = {k: v.to(device) for k, v in collate(frames, indices, dtype).items()}
     energy, forces = potential(
@@ -82,7 +82,7 @@ def _batch_loss(potential, frames: Frames, indices: np.ndarray, dtype, config, d
     )
 
 
-def _validate(potential: Potential, frames: Frames, config: ExperimentConfig) -> tuple[float, dict[str, float]]:
+def validation_pass(potential: Potential, frames: Frames, config: ExperimentConfig) -> tuple[float, dict[str, float]]:
     """Validation loss (the training loss over all frames) and error metrics, from one pass of predictions."""
     energies, forces = predict(potential, frames)
     loss = energy_force_loss(
@@ -185,12 +185,12 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
         return {f"test_{k}": errors[k] for k in ("energy_mae_mev", "force_mae_mev_per_a")}
 
     def validate(evaluated: Potential) -> tuple[float, dict[str, float]]:
-        loss, errors = _validate(evaluated, val_frames, config)
+        loss, errors = validation_pass(evaluated, val_frames, config)
         return loss, {f"val_{k}": errors[k] for k in ("energy_mae_mev", "force_mae_mev_per_a")}
 
     objective = Objective(
         train_size=len(train_frames),
-        batch_loss=lambda module, indices: _batch_loss(module, train_frames, indices, dtype, config, group.device),
+        batch_loss=lambda module, indices: batch_loss(module, train_frames, indices, dtype, config, group.device),
         validate=validate,
         columns=VALIDATION_COLUMNS + TEST_COLUMNS,
         test=test_errors,
