@@ -77,3 +77,26 @@ class TensorNetPotential(nn.Module):
         energy = self.energy(positions, atomic_numbers, batch, num_structures)
         (gradient,) = torch.autograd.grad([energy.sum()], [positions], create_graph=create_graph)
         return energy, -gradient
+
+
+def save_torchmdnet_checkpoint(potential: TensorNetPotential, path) -> None:
+    """``potential`` as a torchmd-net checkpoint (``hyper_parameters`` + ``state_dict``), the file that
+    ``torchmdnet.models.model.load_model`` and openmm-ml's ``MLPotential('torchmdnet', modelPath=...)`` read.
+
+    torchmd-net multiplies the summed atomic outputs by its ``std`` buffer and adds an ``Atomref`` prior, so our
+    scale and per-element shifts map onto those; its own autograd gives the forces (``derivative=True``).
+    """
+    from torchmdnet.models.model import create_model
+
+    args = dict(potential.args, derivative=True, prior_model={"Atomref": {"max_z": len(potential.element_shifts)}})
+    template = create_model(args)
+    state = template.state_dict()
+    for key, value in potential.network.state_dict().items():
+        state[key] = value
+    state["std"] = potential.energy_scale.detach().clone().reshape(state["std"].shape).to(state["std"].dtype)
+    atomref = [key for key in state if key.startswith("prior_model.") and key.endswith("atomref.weight")]
+    if len(atomref) != 1:
+        raise RuntimeError(f"expected one Atomref prior in torchmd-net's model, found {atomref}")
+    state[atomref[0]] = potential.element_shifts.to(state[atomref[0]].dtype).reshape(state[atomref[0]].shape)
+    template.load_state_dict(state)
+    torch.save({"hyper_parameters": args, "state_dict": {f"model.{k}": v for k, v in state.items()}}, str(path))

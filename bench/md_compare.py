@@ -1,0 +1,158 @@
+"""MD throughput side by side: our SAKE and Equiformer against TorchMD-Net's TensorNet through openmm-ml.
+
+Systems: aspirin (21 atoms, the embedded structure) and alanine dipeptide in vacuum (22 atoms, openmmtools'
+``AlanineDipeptideVacuum``). Each model is the whole potential of the System, as an openmm-torch ``TorchForce``:
+ours through :func:`attnforce.openmm.force.add_force`, TensorNet through openmm-ml's
+``MLPotential('torchmdnet', modelPath=...)`` from a torchmd-net checkpoint (:mod:`bench.tensornet`).
+
+Models, at the sizes of the accuracy comparison, with untrained weights (the speed does not depend on them; the
+embedded aspirin models cannot take alanine dipeptide's nitrogen): ``sake-small`` (all pairs, as the embedded
+SAKE), ``equiformer-small`` (5 Å), ``tensornet-72`` (5 Å). CPU platform, ``LangevinMiddleIntegrator`` at 0.5 fs
+and 300 K, one Context per model in one process; ``--warmup`` steps each, then ``--rounds`` rounds of ``--steps``
+steps with the models taking turns; the median round is reported.
+
+Needs the ``bench`` extra. Run from the repository root::
+
+    python -m bench.md_compare --json bench/results/competitors/md_compare.json
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch  # before openmm: see attnforce/__init__.py
+
+TIMESTEP_FS = 0.5
+MODELS = ["sake-small", "equiformer-small", "tensornet-72"]
+ELEMENTS = [1, 6, 7, 8]
+
+
+def systems() -> dict:
+    """name -> (topology, positions with units)."""
+    from openmm import unit
+    from openmmtools.testsystems import AlanineDipeptideVacuum
+
+    from systems.molecules import load_molecule
+
+    aspirin = load_molecule("default")
+    alanine = AlanineDipeptideVacuum(constraints=None)
+    return {
+        "aspirin": (aspirin.topology, aspirin.positions * unit.angstrom),
+        "alanine dipeptide": (alanine.topology, alanine.positions),
+    }
+
+
+def ours(preset_name: str):
+    """An untrained saved model of one of our presets, for H, C, N and O."""
+    from attnforce.checkpoint import SavedModel
+    from attnforce.models import Potential, build_model, preset
+
+    architecture, hyperparameters = preset(preset_name)
+    if architecture == "equiformer":
+        hyperparameters = dict(hyperparameters, avg_degree=14.0)
+    torch.manual_seed(0)
+    potential = Potential(build_model(architecture, hyperparameters), 1.0, torch.zeros(119, dtype=torch.float64))
+    metadata = {
+        "units": {"length": "angstrom", "energy": "eV"},
+        "cutoff": hyperparameters.get("cutoff"),
+        "atomic_numbers": ELEMENTS,
+        "elements": ELEMENTS,
+    }
+    return SavedModel(potential.eval(), architecture, hyperparameters, metadata)
+
+
+def tensornet_checkpoint(directory: Path) -> Path:
+    """An untrained TensorNet (width 72) as a torchmd-net checkpoint, checked to give our wrapper's energy."""
+    from torchmdnet.models.model import load_model
+
+    from bench.tensornet import TensorNetPotential, save_torchmdnet_checkpoint
+
+    torch.manual_seed(0)
+    shifts = torch.zeros(119, dtype=torch.float64)
+    shifts[ELEMENTS] = torch.tensor([-13.6, -1029.5, -1485.3, -2041.3], dtype=torch.float64)
+    potential = TensorNetPotential(72, 0.5, shifts).eval()
+    path = directory / "tensornet72.ckpt"
+    save_torchmdnet_checkpoint(potential, path)
+    z = torch.tensor([6, 6, 8, 7, 1, 1, 1])
+    positions = torch.randn(7, 3) * 1.2
+    batch = torch.zeros(7, dtype=torch.long)
+    ours_energy = float(potential.energy(positions, z, batch, 1))
+    theirs_energy = float(load_model(str(path))(z, positions, batch)[0].sum())
+    if abs(ours_energy - theirs_energy) > 1e-4 * abs(ours_energy):
+        raise RuntimeError(f"the checkpoint computes {theirs_energy} eV where the wrapper computes {ours_energy} eV")
+    return path
+
+
+def make_context(model: str, topology, positions, threads: int, checkpoint: Path):
+    import openmm
+    from openmm import unit
+
+    if model.startswith("tensornet"):
+        from openmmml import MLPotential
+
+        system = MLPotential("torchmdnet", modelPath=str(checkpoint)).createSystem(topology)
+    else:
+        from attnforce.openmm.force import add_force
+
+        system = openmm.System()
+        for atom in topology.atoms():
+            system.addParticle(atom.element.mass)
+        add_force(system, topology, ours(model))
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": str(threads)})
+    context.setPositions(positions)
+    return context, integrator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = tensornet_checkpoint(Path(directory))
+        for system_name, (topology, positions) in systems().items():
+            runs = {m: make_context(m, topology, positions, args.threads, checkpoint) for m in MODELS}
+            for _, integrator in runs.values():
+                integrator.step(args.warmup)
+            rounds: dict[str, list[float]] = {m: [] for m in MODELS}
+            for _ in range(args.rounds):
+                for model, (_, integrator) in runs.items():
+                    start = time.perf_counter()
+                    integrator.step(args.steps)
+                    rounds[model].append((time.perf_counter() - start) / args.steps)
+            for model in MODELS:
+                step = statistics.median(rounds[model])
+                rows.append(
+                    {
+                        "system": system_name,
+                        "model": model,
+                        "ms_per_step": 1000 * step,
+                        "ns_per_day": TIMESTEP_FS * 1e-6 * 86400 / step,
+                    }
+                )
+    print(f"CPU platform, {args.threads} threads, 0.5 fs, median of {args.rounds} interleaved rounds of {args.steps}")
+    print("| system | model | ms/step | ns/day | speed vs TensorNet |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        reference = next(r for r in rows if r["system"] == row["system"] and r["model"] == "tensornet-72")
+        print(
+            f"| {row['system']} | {row['model']} | {row['ms_per_step']:.2f} | {row['ns_per_day']:.3f} "
+            f"| {reference['ms_per_step'] / row['ms_per_step']:.2f}x |"
+        )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump({"threads": args.threads, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
