@@ -30,7 +30,7 @@ from e3nn import o3
 from e3nn.math import normalize2mom
 from torch import Tensor, nn
 
-from attnforce.nn import CosineCutoff, ExpNormalSmearing, scatter_sum, segment_softmax
+from attnforce.nn import CosineCutoff, ExpNormalSmearing, edge_vectors, scatter_sum, segment_softmax
 from attnforce.nn.equivariant import (
     SCALAR,
     DepthwiseTensorProduct,
@@ -369,10 +369,7 @@ class Equiformer(nn.Module):
         shift_vectors: Optional[Tensor] = None,
         degree: int = -1,
     ) -> Tensor:
-        source, target = edge_index[0], edge_index[1]
-        vectors = positions.index_select(0, source) - positions.index_select(0, target)
-        if shift_vectors is not None:
-            vectors = vectors + shift_vectors
+        vectors = edge_vectors(positions, edge_index, shift_vectors)
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         sh = self.spherical_harmonics(vectors)
         envelope = self.envelope(distances)

@@ -25,6 +25,7 @@ from attnforce.nn import (
     MLP,
     CosineCutoff,
     ExpNormalSmearing,
+    edge_vectors,
     neighbour_outer_sum,
     regular_degree,
     segment_softmax,
@@ -209,10 +210,7 @@ class SAKE(nn.Module):
         shift_vectors: Optional[Tensor] = None,
         degree: int = -1,
     ) -> Tensor:
-        source, target = edge_index[0], edge_index[1]
-        vectors = positions.index_select(0, source) - positions.index_select(0, target)
-        if shift_vectors is not None:
-            vectors = vectors + shift_vectors
+        vectors = edge_vectors(positions, edge_index, shift_vectors)
         distances = torch.linalg.vector_norm(vectors, dim=-1)
         unit_vectors = vectors / distances.unsqueeze(-1)
         rbf = self.rbf(distances)

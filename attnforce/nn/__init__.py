@@ -3,6 +3,7 @@
 from attnforce.nn.cutoff import CosineCutoff
 from attnforce.nn.graph import (
     all_pairs_edges,
+    edge_vectors,
     neighbour_outer_sum,
     radius_edges,
     regular_degree,
@@ -21,6 +22,7 @@ __all__ = [
     "all_pairs_edges",
     "cell_list_edges",
     "check_minimum_image",
+    "edge_vectors",
     "neighbour_outer_sum",
     "perpendicular_widths",
     "radius_edges",

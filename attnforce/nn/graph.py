@@ -46,6 +46,15 @@ def radius_edges(positions: Tensor, batch: Tensor, cutoff: float) -> Tensor:
     return target_source.flip(0)
 
 
+def edge_vectors(positions: Tensor, edge_index: Tensor, shift_vectors: Optional[Tensor] = None) -> Tensor:
+    """(E, 3) vector of each edge, from its target to its source: ``x[source] - x[target]``, plus the edge's
+    periodic image shift (E, 3) when given (see :mod:`attnforce.nn.neighbours`). Same units as ``positions``."""
+    vectors = positions.index_select(0, edge_index[0]) - positions.index_select(0, edge_index[1])
+    if shift_vectors is not None:
+        vectors = vectors + shift_vectors
+    return vectors
+
+
 def regular_degree(edge_index: Tensor, num_nodes: int) -> int:
     """The common in-degree d if the edges come in runs of d per target, in target order (all-pairs graphs of
     equal-size structures); 0 otherwise. Regular graphs let sums over neighbours be reshapes."""
