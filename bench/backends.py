@@ -12,10 +12,10 @@ Run from the repository root::
 
 import argparse
 import json
-import statistics
-import time
 
 import torch  # before openmm: see attnforce/__init__.py
+
+from bench.timing import interleaved_medians
 
 BACKENDS = ["torch", "python", "python-compiled"]
 TIMESTEP_FS = 0.5
@@ -55,15 +55,11 @@ def main() -> None:
         runs = {backend: make_simulation(model, backend, args.threads) for backend in BACKENDS}
         for _, integrator in runs.values():
             integrator.step(args.warmup)
-        rounds = {backend: [] for backend in BACKENDS}
-        for _ in range(args.rounds):
-            for backend, (_, integrator) in runs.items():
-                start = time.perf_counter()
-                integrator.step(args.steps)
-                rounds[backend].append((time.perf_counter() - start) / args.steps)
-        reference = statistics.median(rounds["torch"])
+        steps = {b: (lambda integrator=integrator: integrator.step(args.steps)) for b, (_, integrator) in runs.items()}
+        medians = interleaved_medians(steps, args.rounds)
+        reference = medians["torch"] / args.steps
         for backend in BACKENDS:
-            step = statistics.median(rounds[backend])
+            step = medians[backend] / args.steps
             results.append(
                 {
                     "model": model,

@@ -18,12 +18,12 @@ Needs the ``bench`` extra. Run from the repository root::
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch  # before openmm: see attnforce/__init__.py
+
+from bench.timing import interleaved_medians
 
 TIMESTEP_FS = 0.5
 MODELS = ["sake-small", "equiformer-small", "tensornet-72"]
@@ -123,14 +123,12 @@ def main() -> None:
             runs = {m: make_context(m, topology, positions, args.threads, checkpoint) for m in MODELS}
             for _, integrator in runs.values():
                 integrator.step(args.warmup)
-            rounds: dict[str, list[float]] = {m: [] for m in MODELS}
-            for _ in range(args.rounds):
-                for model, (_, integrator) in runs.items():
-                    start = time.perf_counter()
-                    integrator.step(args.steps)
-                    rounds[model].append((time.perf_counter() - start) / args.steps)
+            steps = {
+                m: (lambda integrator=integrator: integrator.step(args.steps)) for m, (_, integrator) in runs.items()
+            }
+            medians = interleaved_medians(steps, args.rounds)
             for model in MODELS:
-                step = statistics.median(rounds[model])
+                step = medians[model] / args.steps
                 rows.append(
                     {
                         "system": system_name,

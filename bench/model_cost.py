@@ -20,15 +20,14 @@ Needs the ``bench`` extra (``pip install -e ".[bench]"``). Run from the reposito
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from bench.memory import peak_mb, reset_peak, resident_mb
+from bench.timing import interleaved_medians
 
 ASPIRIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "rmd17_aspirin_1000.xyz"
 BATCHES = [1, 8, 64]
@@ -142,14 +141,9 @@ def main() -> None:
             runners = {
                 name: _runner(name, model, positions[:batch_size], numbers, forces) for name, model in models.items()
             }
-            times: dict[str, list[float]] = {name: [] for name in MODELS}
             for run in runners.values():
                 run()  # warm-up
-            for _ in range(args.rounds):
-                for name, run in runners.items():
-                    start = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - start)
+            medians = interleaved_medians(runners, args.rounds)
             for name in MODELS:
                 rows.append(
                     {
@@ -157,7 +151,7 @@ def main() -> None:
                         "parameters": parameters[name],
                         "structures": batch_size,
                         "pass": "forward + forces" if forces else "forward",
-                        "ms": 1000 * statistics.median(times[name]),
+                        "ms": 1000 * medians[name],
                     }
                 )
             print(f"{batch_size} structures, forces={forces}: done", file=sys.stderr)
