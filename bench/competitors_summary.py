@@ -1,7 +1,9 @@
 """One PNG of the side-by-side benchmarks, drawn from their JSON results.
 
-Panels: test force MAE at an equal training budget (``bench.accuracy_budget``), MD ms/step (``bench.md_compare``)
-and energy + forces time against batch size (``bench.model_cost``). Run from the repository root after them::
+Panels: test force MAE at an equal training budget (``bench.accuracy_budget``), MD ms/step (``bench.md_compare``),
+energy + forces time against batch size (``bench.model_cost``), and the learned integrators' N-body test error
+against forecast time (``bench.forecast_accuracy`` and ``bench.forecast_speed`` on the runs of ``bench.all``).
+Run from the repository root after them (``python -m bench.all`` runs them all)::
 
     python -m bench.competitors_summary --output bench/results/competitors/summary.png
 """
@@ -22,13 +24,15 @@ def main() -> None:
     accuracy = json.loads((results / "accuracy_budget.json").read_text())
     md = json.loads((results / "md_compare.json").read_text())["rows"]
     cost = json.loads((results / "model_cost.json").read_text())["rows"]
+    integrator_accuracy = json.loads((results / "integrator_accuracy.json").read_text())
+    integrator_speed = json.loads((results / "integrator_speed.json").read_text())
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_accuracy, ax_md, ax_cost) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ((ax_accuracy, ax_md), (ax_cost, ax_integrator)) = plt.subplots(2, 2, figsize=(12, 8.4))
     molecules = list(dict.fromkeys(row["molecule"] for row in accuracy["rows"]))
     models = list(dict.fromkeys(row["model"] for row in accuracy["rows"]))
     width = 0.8 / len(models)
@@ -61,6 +65,26 @@ def main() -> None:
     ax_cost.set_ylabel("ms, energy + forces")
     ax_cost.set_title("Equiformer implementations at matched size")
     ax_cost.legend()
+    seconds = {row["method"].split(" (")[0]: row["seconds"] for row in integrator_speed}
+    for row in integrator_accuracy:
+        label = row["architecture"]
+        ax_integrator.scatter(
+            seconds[label], row["test_position_mse"], s=60, label=f"{label} ({row['cpu_minutes']:.0f} CPU min)"
+        )
+    for row in integrator_speed:
+        if row["method"].startswith("simulator") and row["position_mse"] > 0:
+            ax_integrator.scatter(row["seconds"], row["position_mse"], marker="x", color="0.4")
+            ax_integrator.annotate(
+                row["method"].replace("simulator, ", ""), (row["seconds"], row["position_mse"]), fontsize=8
+            )
+    reference = integrator_speed[0]["seconds"]
+    ax_integrator.axvline(reference, color="0.5", ls=":", label="simulator, dt = 0.001 (the reference)")
+    ax_integrator.set_xscale("log")
+    ax_integrator.set_yscale("log")
+    ax_integrator.set_xlabel("s to forecast the 2000 N-body test systems")
+    ax_integrator.set_ylabel("test position MSE")
+    ax_integrator.set_title("learned integrators, N-body")
+    ax_integrator.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
     print(f"wrote {args.output}")
