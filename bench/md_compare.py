@@ -1,9 +1,10 @@
 """MD throughput side by side: our SAKE and Equiformer against TorchMD-Net's TensorNet through openmm-ml.
 
 Systems: aspirin (21 atoms, the embedded structure) and alanine dipeptide in vacuum (22 atoms, openmmtools'
-``AlanineDipeptideVacuum``). Each model is the whole potential of the System, as an openmm-torch ``TorchForce``:
-ours through :func:`attnforce.openmm.force.add_force`, TensorNet through openmm-ml's
-``MLPotential('torchmdnet', modelPath=...)`` from a torchmd-net checkpoint (:mod:`bench.tensornet`).
+``AlanineDipeptideVacuum``). Each model is the whole potential of the System, as a user would add it: ours as an
+openmm-torch ``TorchForce`` (TorchScript) through :func:`attnforce.openmm.force.add_force`; TensorNet through
+openmm-ml's ``MLPotential('torchmdnet', modelPath=...)`` from a torchmd-net checkpoint (:mod:`bench.tensornet`),
+which openmm-ml 1.8 makes a ``PythonForce`` calling the model compiled by ``torch.compile`` (inductor).
 
 Models, at the sizes of the accuracy comparison, with untrained weights (the speed does not depend on them; the
 embedded aspirin models cannot take alanine dipeptide's nitrogen): ``sake-small`` (all pairs, as the embedded
@@ -64,8 +65,11 @@ def ours(preset_name: str):
     return SavedModel(potential.eval(), architecture, hyperparameters, metadata)
 
 
-def tensornet_checkpoint(directory: Path) -> Path:
-    """An untrained TensorNet (width 72) as a torchmd-net checkpoint, checked to give our wrapper's energy."""
+def tensornet_checkpoint(directory: Path):
+    """An untrained TensorNet (width 72) as a torchmd-net checkpoint, checked to give our wrapper's forces.
+
+    Forces, not energies: they do not contain the per-element shifts, whose thousands of eV would hide a wrongly
+    loaded network in an energy comparison."""
     from torchmdnet.models.model import load_model
 
     from bench.tensornet import TensorNetPotential, save_torchmdnet_checkpoint
@@ -79,11 +83,29 @@ def tensornet_checkpoint(directory: Path) -> Path:
     z = torch.tensor([6, 6, 8, 7, 1, 1, 1])
     positions = torch.randn(7, 3) * 1.2
     batch = torch.zeros(7, dtype=torch.long)
-    ours_energy = float(potential.energy(positions, z, batch, 1))
-    theirs_energy = float(load_model(str(path))(z, positions, batch)[0].sum())
-    if abs(ours_energy - theirs_energy) > 1e-4 * abs(ours_energy):
-        raise RuntimeError(f"the checkpoint computes {theirs_energy} eV where the wrapper computes {ours_energy} eV")
-    return path
+    _, ours = potential(positions, z, batch, 1)
+    _, theirs = load_model(str(path), derivative=True)(z, positions, batch)
+    error = float((ours - theirs).detach().abs().max())
+    if not error <= 1e-4 * float(ours.detach().abs().max()):
+        raise RuntimeError(f"the checkpoint's forces differ from the wrapper's by up to {error} eV/Å")
+    return path, potential
+
+
+def openmm_force_error(context, potential, topology) -> tuple[float, float]:
+    """Largest deviation of a Context's forces from ``potential``'s at the Context's positions, and the largest
+    force component of ``potential``, both eV/Å."""
+    from openmm import unit
+
+    from attnforce.units import ev_per_kj_per_mol, nm_per_angstrom
+
+    state = context.getState(getForces=True, getPositions=True)
+    positions = torch.tensor(state.getPositions(asNumpy=True).value_in_unit(unit.angstrom), dtype=torch.float32)
+    kj_per_mol_nm = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    context_forces = torch.tensor(kj_per_mol_nm * ev_per_kj_per_mol * nm_per_angstrom, dtype=torch.float32)
+    numbers = torch.tensor([atom.element.atomic_number for atom in topology.atoms()])
+    _, forces = potential(positions, numbers, torch.zeros(len(numbers), dtype=torch.long), 1)
+    forces = forces.detach()
+    return float((context_forces - forces).abs().max()), float(forces.abs().max())
 
 
 def make_context(model: str, topology, positions, threads: int, checkpoint: Path):
@@ -116,11 +138,13 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    rows, force_checks = [], []
     with tempfile.TemporaryDirectory() as directory:
-        checkpoint = tensornet_checkpoint(Path(directory))
+        checkpoint, tensornet = tensornet_checkpoint(Path(directory))
         for system_name, (topology, positions) in systems().items():
             runs = {m: make_context(m, topology, positions, args.threads, checkpoint) for m in MODELS}
+            error, largest = openmm_force_error(runs["tensornet-72"][0], tensornet, topology)
+            force_checks.append({"system": system_name, "max_force_error": error, "max_force": largest})
             for _, integrator in runs.values():
                 integrator.step(args.warmup)
             steps = {
@@ -146,10 +170,16 @@ def main() -> None:
             f"| {row['system']} | {row['model']} | {row['ms_per_step']:.2f} | {row['ns_per_day']:.3f} "
             f"| {reference['ms_per_step'] / row['ms_per_step']:.2f}x |"
         )
+    print()
+    print("TensorNet's forces in the openmm-ml Context against the same checkpoint's, at the starting positions")
+    print("| system | max abs deviation (eV/Å) | max abs force (eV/Å) |")
+    print("|---|---:|---:|")
+    for check in force_checks:
+        print(f"| {check['system']} | {check['max_force_error']:.3g} | {check['max_force']:.3g} |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as handle:
-            json.dump({"threads": args.threads, "rows": rows}, handle, indent=2)
+            json.dump({"threads": args.threads, "rows": rows, "openmmml_force_checks": force_checks}, handle, indent=2)
 
 
 if __name__ == "__main__":

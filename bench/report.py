@@ -7,6 +7,7 @@ headline ratios computed from the benchmarks' JSON results.
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from importlib import metadata
@@ -179,6 +180,15 @@ def headlines(step: str, results_dir: Path) -> list[str]:
     return function(json.loads((results_dir / file_name).read_text()))
 
 
+def results_text(output: str) -> str:
+    """A benchmark's standard output without the start-up messages that NVIDIA Warp (under torchmd-net) prints there:
+    its banner, its indented device list and one ``Module ... load`` line per kernel."""
+    kept = [
+        line for line in output.splitlines() if not re.match(r"(Warp \d|Module \S+ \S+ load on device|\s+\S)", line)
+    ]
+    return "\n".join(kept).strip()
+
+
 def render(run: dict, records: dict[str, dict], order: list[str], results_dir: Path, document: Path) -> str:
     """The generated block: the run's header, then each step's title, commands, output and headline ratios.
 
@@ -204,8 +214,9 @@ def render(run: dict, records: dict[str, dict], order: list[str], results_dir: P
         lines += ["", f"#### {record['title']}", "", "```bash", *record["commands"], "```", ""]
         kept = "" if record["date"] == run["date"] else f"; kept from an earlier run, commit {record['commit']}"
         lines.append(f"({record['date']}, {record['minutes']:.1f} min{kept}.)")
-        if record["show_output"] and record["output"].strip():
-            lines += ["", record["output"].strip()]
+        output = results_text(record["output"])
+        if record["show_output"] and output:
+            lines += ["", output]
         found = headlines(step, results_dir)
         if found:
             lines += ["", "Ratios, side by side in this run:", *(f"- {line}" for line in found)]

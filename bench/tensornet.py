@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 
 #: torchmd-net's TensorNet settings for these benchmarks; ``embedding_dimension`` sets the size.
+#: No ``check_errors``: torchmd-net 3.1 ignores it, and reads its presence in a checkpoint as the old [N, F, 3, 3]
+#: layout, permuting the weights it loads (see :func:`save_torchmdnet_checkpoint`).
 TENSORNET_ARGS = dict(
     model="tensornet",
     embedding_dimension=72,
@@ -25,7 +27,6 @@ TENSORNET_ARGS = dict(
     max_num_neighbors=64,
     equivariance_invariance_group="O(3)",
     static_shapes=False,
-    check_errors=True,
     derivative=False,
     output_model="Scalar",
     reduce_op="add",

@@ -1,0 +1,29 @@
+"""The TensorNet of the side-by-side benchmarks: the torchmd-net checkpoint that openmm-ml loads computes the same
+forces as the wrapper trained in our loop. Needs the ``bench`` extra (skipped without torchmd-net)."""
+
+import pytest
+import torch
+
+pytest.importorskip("torchmdnet")
+
+from torchmdnet.models.model import load_model  # noqa: E402
+
+from bench.tensornet import TensorNetPotential, save_torchmdnet_checkpoint  # noqa: E402
+
+
+def test_checkpoint_loads_with_the_wrappers_weights(tmp_path):
+    torch.manual_seed(0)
+    shifts = torch.zeros(119, dtype=torch.float64)
+    shifts[[1, 6, 8]] = torch.tensor([-13.6, -1029.5, -2041.3], dtype=torch.float64)
+    potential = TensorNetPotential(16, 0.5, shifts).eval()
+    for parameter in potential.parameters():  # away from initial values that a permutation might leave unchanged
+        parameter.data += 0.1 * torch.randn_like(parameter)
+    path = tmp_path / "tensornet.ckpt"
+    save_torchmdnet_checkpoint(potential, path)
+    numbers = torch.tensor([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    positions = torch.randn(9, 3) * 1.3
+    batch = torch.zeros(9, dtype=torch.long)
+    energy, forces = potential(positions, numbers, batch, 1)
+    their_energy, their_forces = load_model(str(path), derivative=True)(numbers, positions, batch)
+    torch.testing.assert_close(their_forces, forces, rtol=1e-4, atol=1e-5 * float(forces.abs().max()))
+    torch.testing.assert_close(their_energy.double().squeeze(), energy.squeeze(), rtol=1e-6, atol=1e-3)
