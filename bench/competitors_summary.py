@@ -55,7 +55,7 @@ def main() -> None:
         ax_md.bar([i + index * width for i in range(len(systems))], values, width, label=model)
     ax_md.set_xticks([i + 0.4 - width / 2 for i in range(len(systems))], systems)
     ax_md.set_ylabel("ms per MD step (OpenMM CPU platform)")
-    ax_md.set_title("MD throughput, TorchForce")
+    ax_md.set_title("MD throughput: ours TorchForce, TensorNet via openmm-ml")
     ax_md.legend()
 
     for model in dict.fromkeys(row["model"] for row in cost):
