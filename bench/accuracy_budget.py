@@ -54,6 +54,7 @@ def experiment(model: str, molecule: str, minutes: float, output: Path):
         learning_rate=learning_rate,
         min_learning_rate=learning_rate / 100,
         threads=2,
+        device="cpu",  # a CPU comparison, also on a machine with a GPU
     )
     model_config = ModelConfig(preset=spec) if kind == "ours" else config.model
     data = dataclasses.replace(config.data, path=str(DATA / file_name), energy_unit=energy_unit)

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+import stat
 import subprocess
 import tempfile
 from importlib import metadata
@@ -82,6 +83,8 @@ def _ratio(numerator: float, denominator: float) -> str:
 
 
 def model_cost_headlines(results: dict) -> list[str]:
+    """From ``bench.model_cost``'s JSON (rows of model, structures, pass, ms, peak_mb): equiformer-pytorch's time
+    over ours for energy + forces at each batch, and its peak memory over ours at the largest batch."""
     rows = results["rows"]
     largest = max(r["structures"] for r in rows)
 
@@ -106,6 +109,8 @@ def model_cost_headlines(results: dict) -> list[str]:
 
 
 def md_compare_headlines(results: dict) -> list[str]:
+    """From ``bench.md_compare``'s JSON (rows of system, model, ms_per_step): each model's MD steps per second over
+    TensorNet's, per system."""
     rows = results["rows"]
     lines = []
     for system in dict.fromkeys(r["system"] for r in rows):
@@ -124,6 +129,8 @@ MATCHED_TENSORNET = {"sake-small": "tensornet-80", "equiformer-small": "tensorne
 
 
 def accuracy_budget_headlines(results: dict) -> list[str]:
+    """From ``bench.accuracy_budget``'s JSON (minutes; rows of molecule, model, force_mae_mev_per_a): our test force
+    MAE over that of the TensorNet matched to it in size (:data:`MATCHED_TENSORNET`), per molecule."""
     rows = results["rows"]
     lines = []
     for molecule in dict.fromkeys(r["molecule"] for r in rows):
@@ -140,26 +147,29 @@ def accuracy_budget_headlines(results: dict) -> list[str]:
 
 
 def integrator_accuracy_headlines(results: list[dict]) -> list[str]:
+    """From ``bench.forecast_accuracy``'s JSON (one row per run: architecture, velocity_weight, test_position_mse,
+    cpu_minutes): EGNN's test position MSE over SAKE's, for the runs trained on positions only."""
     by_model = {r["architecture"]: r for r in results if not r["velocity_weight"]}
     sake, egnn = by_model["sake"], by_model["egnn"]
     return [
         f"N-body test position MSE, EGNN's / SAKE's: {_ratio(egnn['test_position_mse'], sake['test_position_mse'])} "
-        f"({egnn['test_position_mse']:.4g} against {sake['test_position_mse']:.4g}, {sake['cpu_minutes']:.1f} and "
-        f"{egnn['cpu_minutes']:.1f} CPU minutes)"
+        f"(EGNN {egnn['test_position_mse']:.4g} after {egnn['cpu_minutes']:.1f} CPU min, SAKE "
+        f"{sake['test_position_mse']:.4g} after {sake['cpu_minutes']:.1f})"
     ]
 
 
 def integrator_speed_headlines(results: list[dict]) -> list[str]:
+    """From ``bench.forecast_speed``'s JSON (one row per method: method, seconds): SAKE's forecast time over EGNN's,
+    and every method's over the reference simulator's (the row whose method is marked ``(reference)``)."""
     by_label = {r["method"].split(" (")[0]: r for r in results}
-    reference = results[0]
-    lines = [
+    reference = next(r for r in results if "(reference)" in r["method"])
+    others = "; ".join(
+        f"{label}: {r['seconds'] / reference['seconds']:.3f}" for label, r in by_label.items() if r is not reference
+    )
+    return [
         f"forecast time, SAKE's / EGNN's: {_ratio(by_label['sake']['seconds'], by_label['egnn']['seconds'])}",
-        "forecast time / the protocol simulator's (dt = 0.001): "
-        + "; ".join(
-            f"{label}: {r['seconds'] / reference['seconds']:.3f}" for label, r in by_label.items() if r is not reference
-        ),
+        f"forecast time / that of the {reference['method']}: {others}",
     ]
-    return lines
 
 
 #: step -> (JSON file in the results folder, its headline function)
@@ -182,22 +192,34 @@ def headlines(step: str, results_dir: Path) -> list[str]:
 
 def results_text(output: str) -> str:
     """A benchmark's standard output without the start-up messages that NVIDIA Warp (under torchmd-net) prints there:
-    its banner, its indented device list and one ``Module ... load`` line per kernel."""
-    kept = [
-        line for line in output.splitlines() if not re.match(r"(Warp \d|Module \S+ \S+ load on device|\s+\S)", line)
-    ]
-    return "\n".join(kept).strip()
+    its ``Warp X.Y.Z initialized:`` banner with the indented lines under it, and its ``Module ... load on device``
+    lines. Every other line, indented or not, is kept."""
+    kept_lines, in_banner = [], False
+    for line in output.splitlines():
+        if re.match(r"Warp \d+\.\d+\S* initialized:", line):
+            in_banner = True
+            continue
+        if in_banner and line[:1].isspace() and line.strip():
+            continue
+        in_banner = False
+        if re.match(r"Module \S+ \S+ load on device ", line):
+            continue
+        kept_lines.append(line)
+    return "\n".join(kept_lines).strip()
 
 
 def render(run: dict, records: dict[str, dict], order: list[str], results_dir: Path, document: Path) -> str:
-    """The generated block: the run's header, then each step's title, commands, output and headline ratios.
+    """The generated block: the latest run's header, then each step's title, commands, output and headline ratios.
 
-    ``run`` holds the command, date, commit, minutes, machine and versions of the latest ``bench.all``; ``records``
-    maps step name -> {title, commands, date, commit, minutes, output, show_output}."""
+    ``run`` holds the id, command, date, commit, minutes, machine and versions of the latest ``bench.all``;
+    ``records`` maps step name -> {title, commands, run_id, date, commit, machine, versions, minutes, output,
+    show_output, images}, written by the run that last ran the step. A step from an earlier run says so, with
+    whatever of its machine and versions differs from the latest run's."""
     lines = [
         BEGIN,
         "",
-        f"Last run: `{run['command']}` on {run['date']}, commit {run['commit']}, {run['minutes']:.0f} min in all.",
+        f"Latest run: `{run['command']}` on {run['date']}, commit {run['commit']}, {run['minutes']:.0f} min in all. "
+        "Each step below gives the date and commit of the run that produced it.",
         "",
         "| machine | |",
         "|---|---|",
@@ -212,8 +234,14 @@ def render(run: dict, records: dict[str, dict], order: list[str], results_dir: P
             continue
         record = records[step]
         lines += ["", f"#### {record['title']}", "", "```bash", *record["commands"], "```", ""]
-        kept = "" if record["date"] == run["date"] else f"; kept from an earlier run, commit {record['commit']}"
-        lines.append(f"({record['date']}, {record['minutes']:.1f} min{kept}.)")
+        provenance = f"({record['date']}, {record['minutes']:.1f} min"
+        if record.get("run_id") != run["id"]:
+            provenance += f"; from an earlier run, commit {record['commit']}"
+            for key in ("machine", "versions"):
+                changed = {k: v for k, v in record.get(key, {}).items() if run[key].get(k) != v}
+                if changed:
+                    provenance += f"; its {key} differed: " + ", ".join(f"{k} {v}" for k, v in changed.items())
+        lines.append(provenance + ".)")
         output = results_text(record["output"])
         if record["show_output"] and output:
             lines += ["", output]
@@ -231,7 +259,7 @@ def marker_span(document: Path) -> tuple[str, int, int]:
     """The text of ``document`` and the start and end offsets of its ``bench.all`` block, markers included.
 
     Raises ValueError unless each marker occurs exactly once, BEGIN before END."""
-    text = document.read_text()
+    text = document.read_text(encoding="utf-8")
     begins, ends = text.count(BEGIN), text.count(END)
     if begins != 1 or ends != 1:
         raise ValueError(
@@ -244,15 +272,29 @@ def marker_span(document: Path) -> tuple[str, int, int]:
     return text, start, stop + len(END)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename, keeping the
+    permissions of the file it replaces: a reader sees the old file or the new one, never half of one."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def replace_block(document: Path, block: str) -> None:
     """Put ``block`` in place of the ``bench.all`` block of ``document`` (see :func:`marker_span`), atomically: on
     any error the file is left as it was."""
     text, start, stop = marker_span(document)
-    handle, temporary = tempfile.mkstemp(dir=document.parent, prefix=f".{document.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text[:start] + block + text[stop:])
-        os.replace(temporary, document)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(document, text[:start] + block + text[stop:])

@@ -5,6 +5,9 @@ step that needs neither (the summary plot, drawn from JSON results written here)
 
 import importlib.util
 import json
+import stat
+import sys
+import time
 
 import pytest
 
@@ -30,6 +33,14 @@ def test_replace_block_rewrites_only_between_the_markers(tmp_path):
     report.replace_block(path, f"{report.BEGIN}\nnewer results\n{report.END}")  # the markers survive a rewrite
     assert path.read_text().count(report.BEGIN) == 1 and "newer results" in path.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["BENCHMARKS.md"]  # no temporary file left
+
+
+def test_replace_block_keeps_the_documents_permissions(tmp_path):
+    path = document(tmp_path)
+    path.chmod(0o644)
+    report.replace_block(path, f"{report.BEGIN}\nnew results: Å, ×, −\n{report.END}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert "Å, ×, −" in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
@@ -68,13 +79,13 @@ def write_results(folder):
     ]
     (folder / "accuracy_budget.json").write_text(json.dumps({"minutes": 5.0, "rows": accuracy}))
     integrators = [
-        {"architecture": a, "velocity_weight": 0.0, "test_position_mse": mse, "cpu_minutes": 15.0}
-        for a, mse in (("sake", 0.005), ("egnn", 0.01))
+        {"architecture": a, "velocity_weight": 0.0, "test_position_mse": mse, "cpu_minutes": minutes}
+        for a, mse, minutes in (("sake", 0.005, 15.0), ("egnn", 0.01, 12.0))
     ]
     (folder / "integrator_accuracy.json").write_text(json.dumps(integrators))
-    speed = [
-        {"method": "simulator, dt = 0.001 (reference)", "seconds": 4.0, "position_mse": 0.0},
+    speed = [  # the reference is found by its label, not its place
         {"method": "simulator, dt = 0.01", "seconds": 0.4, "position_mse": 0.01},
+        {"method": "simulator, dt = 0.001 (reference)", "seconds": 4.0, "position_mse": 0.0},
         {"method": "sake (sake, best.pt)", "seconds": 1.0, "position_mse": 0.005},
         {"method": "egnn (egnn, best.pt)", "seconds": 0.5, "position_mse": 0.01},
     ]
@@ -93,10 +104,15 @@ def test_headline_ratios_are_computed_from_the_results(tmp_path):
     (ethanol,) = report.headlines("accuracy_budget", tmp_path)
     assert ethanol.endswith("sake-small / tensornet-80 2.00x, equiformer-small / tensornet-72 3.00x")
     (integrator,) = report.headlines("integrator_accuracy", tmp_path)
-    assert integrator.startswith("N-body test position MSE, EGNN's / SAKE's: 2.00x")
+    assert integrator == (
+        "N-body test position MSE, EGNN's / SAKE's: 2.00x (EGNN 0.01 after 12.0 CPU min, SAKE 0.005 after 15.0)"
+    )
     speed = report.headlines("integrator_speed", tmp_path)
     assert speed[0] == "forecast time, SAKE's / EGNN's: 2.00x"
-    assert speed[1].endswith("simulator, dt = 0.01: 0.100; sake: 0.250; egnn: 0.125")
+    assert speed[1] == (
+        "forecast time / that of the simulator, dt = 0.001 (reference): simulator, dt = 0.01: 0.100; sake: 0.250; "
+        "egnn: 0.125"
+    )
     assert report.headlines("summary", tmp_path) == []
 
 
@@ -109,7 +125,7 @@ def test_the_summary_step_runs_and_rewrites_the_block(tmp_path):
     text = path.read_text()
     assert "old results" not in text and "hand-written setup" in text and "hand-written reading" in text
     assert "#### Summary plot" in text and "python -m bench.competitors_summary" in text
-    assert "| torch | " in text and "| CPU | " in text and "Last run: `python -m bench.all --only summary" in text
+    assert "| torch | " in text and "| CPU | " in text and "Latest run: `python -m bench.all --only summary" in text
     assert "![Summary plot](results/summary.png)" in text
     assert (results / "summary.png").stat().st_size > 10_000
     stored = json.loads((results / "all.json").read_text())
@@ -143,7 +159,9 @@ def test_integrator_configs_keep_the_protocol_and_change_only_budget_and_output(
         written, original = load_config(tmp_path / f"forecast_nbody_{name}.yaml"), load_config(source)
         assert written.training.max_cpu_minutes == 2.5 and written.output == str(tmp_path / f"forecast_nbody_{name}")
         assert written.model == original.model and written.data == original.data
+        assert written.training.device == "cpu"
         written.training.max_cpu_minutes = original.training.max_cpu_minutes
+        written.training.device = original.training.device
         assert written.training == original.training
 
 
@@ -152,6 +170,64 @@ def test_warps_start_up_messages_are_left_out_of_the_tables():
         "Warp 1.19.0 initialized:\n   CUDA Toolkit 13.4, CUDA driver not available\n   Devices:\n"
         '     "cpu"      : "CPU"\n'
         "Module compose_tensor_float32 81ccaa3 load on device 'cpu' took 0.37 ms  (cached)\n"
-        "caption\n| a | b |\n|---|---|\n| 1 | 2 |\n\nparameters: 3\n"
+        "caption\n| a | b |\n|---|---|\n| 1 | 2 |\n\n  an indented line of the benchmark\n"
     )
-    assert report.results_text(output) == "caption\n| a | b |\n|---|---|\n| 1 | 2 |\n\nparameters: 3"
+    expected = "caption\n| a | b |\n|---|---|\n| 1 | 2 |\n\n  an indented line of the benchmark"
+    assert report.results_text(output) == expected
+
+
+def test_a_step_from_an_earlier_run_is_kept_and_says_so(tmp_path):
+    results = tmp_path / "results"
+    write_results(results)
+    earlier = {
+        "title": "MD throughput",
+        "commands": ["python -m bench.md_compare"],
+        "run_id": "2026-01-01T00:00:00+00:00",
+        "date": "2026-01-01 00:00 UTC",
+        "commit": "abc1234",
+        "machine": {},
+        "versions": {"torch": "0.0.1"},
+        "minutes": 1.0,
+        "output": "| earlier table |",
+        "show_output": True,
+        "images": [],
+    }
+    (results / "all.json").write_text(json.dumps({"records": {"md_compare": earlier}}))
+    path = document(tmp_path)
+    arguments = ["--results", str(results), "--runs", str(tmp_path / "runs"), "--document", str(path)]
+    assert bench_all.main(["--only", "summary", *arguments]) == 0
+    text = path.read_text()
+    assert "| earlier table |" in text
+    assert (
+        "(2026-01-01 00:00 UTC, 1.0 min; from an earlier run, commit abc1234; its versions differed: torch 0.0.1.)"
+        in text
+    )
+    summary = text[text.index("#### Summary plot") :]
+    assert "from an earlier run" not in summary
+    assert set(json.loads((results / "all.json").read_text())["records"]) == {"md_compare", "summary"}
+
+
+def test_only_pulls_in_the_steps_that_depend_on_a_rerun_one():
+    assert bench_all.selected(None) == list(bench_all.STEP_NAMES)
+    assert bench_all.selected(["md_compare"]) == ["md_compare", "summary"]
+    assert bench_all.selected(["integrator_training"]) == [
+        "integrator_training",
+        "integrator_accuracy",
+        "integrator_speed",
+        "summary",
+    ]
+
+
+def test_steps_of_several_commands_return_all_outputs_or_stop_at_the_first_failure():
+    python = [sys.executable, "-c"]
+    step = bench_all.Step("pair", "a pair", [python + ["print('first')"], python + ["print('second')"]])
+    output, _ = bench_all.run_step(step)
+    assert output.split() == ["first", "second"]
+
+    failing = bench_all.Step(
+        "pair", "a pair", [python + ["import time; time.sleep(60)"], python + ["raise SystemExit(3)"]]
+    )
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"exited with 3"):
+        bench_all.run_step(failing)
+    assert time.perf_counter() - start < 50  # the sleeping partner was stopped, not waited for
