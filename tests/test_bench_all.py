@@ -3,6 +3,7 @@
 The benchmarks themselves need the ``bench`` extra and an hour; these tests run the orchestration on the one
 step that needs neither (the summary plot, drawn from JSON results written here) and check the rest by parts."""
 
+import argparse
 import importlib.util
 import json
 import stat
@@ -207,7 +208,9 @@ def test_a_step_from_an_earlier_run_is_kept_and_says_so(tmp_path):
     assert set(json.loads((results / "all.json").read_text())["records"]) == {"md_compare", "summary"}
 
 
-def test_only_pulls_in_the_steps_that_depend_on_a_rerun_one():
+def test_only_pulls_in_the_steps_that_depend_on_a_rerun_one(tmp_path):
+    arguments = argparse.Namespace(results=str(tmp_path), runs=str(tmp_path), minutes=1, integrator_minutes=1)
+    assert [step.name for step in bench_all.plan(arguments)] == list(bench_all.STEP_NAMES)
     assert bench_all.selected(None) == list(bench_all.STEP_NAMES)
     assert bench_all.selected(["md_compare"]) == ["md_compare", "summary"]
     assert bench_all.selected(["integrator_training"]) == [
