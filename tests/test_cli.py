@@ -128,3 +128,21 @@ def test_info_counts_a_presets_parameters(capsys):
     assert main(["info", "equiformer-md17"]) == 0
     described = json.loads(capsys.readouterr().out)
     assert described["architecture"] == "equiformer" and described["parameters"] == 3_496_001
+
+
+def test_cuda_graphs_flags_fix_the_exported_graph_and_reach_the_force(tmp_path, capsys, caplog):
+    """``export --cuda-graphs`` writes a fixed-graph module that ``md --cuda-graphs`` accepts (on the CPU platform
+    openmm-torch ignores the option); a module exported without it is refused by ``md --cuda-graphs`` before any
+    file is written."""
+    fixed, searched = tmp_path / "fixed.pt", tmp_path / "searched.pt"
+    assert main(["export", "default", "--output", str(fixed), "--cuda-graphs"]) == 0
+    assert main(["export", "default", "--output", str(searched)]) == 0
+    assert read_metadata(fixed)["fixed_graph"] is True and read_metadata(searched)["fixed_graph"] is False
+    run = ["md", "--structure", "default", "--steps", "4", "--report-interval", "2", "--platform", "CPU"]
+    run += ["--no-plot", "--cuda-graphs", "--seed", "1"]
+    assert main([*run, "--model", str(fixed), "--dcd", str(tmp_path / "fixed.dcd")]) == 0
+    assert mdtraj.load(str(tmp_path / "fixed.dcd"), top=str(tmp_path / "fixed.pdb")).n_frames == 2
+    assert "steps/s" in capsys.readouterr().out
+    assert main([*run, "--model", str(searched), "--dcd", str(tmp_path / "searched.dcd")]) == 2
+    assert "exported without a fixed graph" in caplog.text
+    assert sorted(path.name for path in tmp_path.glob("searched*")) == ["searched.pt"]  # no DCD, PDB or CSV
