@@ -20,12 +20,13 @@ Needs the ``bench`` extra. Run from the repository root::
 import argparse
 import copy
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from bench.output import write_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 MOLECULES = {"aspirin": ("rmd17_aspirin_1000.xyz", "meV"), "ethanol": ("rmd17_ethanol_a.xyz", "eV")}
@@ -152,9 +153,7 @@ def main() -> None:
             f"| {row['energy_mae_mev']:.1f} | {row['force_mae_mev_per_a']:.1f} |"
         )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump({"minutes": args.minutes, "rows": rows}, handle, indent=2)
+        write_json(args.json, {"minutes": args.minutes, "rows": rows})
 
 
 if __name__ == "__main__":

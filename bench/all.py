@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from bench import report
+from bench.output import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("bench.all")
@@ -292,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             "show_output": step.show_output,
             "images": list(step.images),
         }
-        report.write_atomically(records_path, json.dumps(records_file, indent=2))
+        write_json(records_path, records_file)
     records_file["run"] = dict(run, minutes=(time.perf_counter() - started) / 60)
-    report.write_atomically(records_path, json.dumps(records_file, indent=2))
+    write_json(records_path, records_file)
     block = report.render(records_file["run"], records, list(STEP_NAMES), results, document)
     report.replace_block(document, block)
     logger.info("rewrote the bench.all block of %s", document)

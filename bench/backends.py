@@ -11,11 +11,11 @@ Run from the repository root::
 """
 
 import argparse
-import json
 
 import torch  # before openmm: see attnforce/__init__.py
 
-from bench.timing import interleaved_medians
+from bench.output import write_json
+from bench.timing import cpu_md_context, interleaved_step_seconds
 
 BACKENDS = ["torch", "python", "python-compiled"]
 TIMESTEP_FS = 0.5
@@ -33,11 +33,7 @@ def make_simulation(model: str, backend: str, threads: int):
     for atom in molecule.topology.atoms():
         system.addParticle(atom.element.mass)
     add_force(system, molecule.topology, model, backend=backend)
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
-    platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
-    context.setPositions(molecule.positions * unit.angstrom)
-    return context, integrator
+    return cpu_md_context(system, molecule.positions * unit.angstrom, threads, TIMESTEP_FS)
 
 
 def main() -> None:
@@ -53,13 +49,11 @@ def main() -> None:
     results = []
     for model in args.models:
         runs = {backend: make_simulation(model, backend, args.threads) for backend in BACKENDS}
-        for _, integrator in runs.values():
-            integrator.step(args.warmup)
-        steps = {b: (lambda integrator=integrator: integrator.step(args.steps)) for b, (_, integrator) in runs.items()}
-        medians = interleaved_medians(steps, args.rounds)
-        reference = medians["torch"] / args.steps
+        integrators = {backend: integrator for backend, (_, integrator) in runs.items()}
+        step_seconds = interleaved_step_seconds(integrators, args.warmup, args.steps, args.rounds)
+        reference = step_seconds["torch"]
         for backend in BACKENDS:
-            step = medians[backend] / args.steps
+            step = step_seconds[backend]
             results.append(
                 {
                     "model": model,
@@ -79,8 +73,7 @@ def main() -> None:
             f"{row['ns_per_day']:.3f} | {row['speed_vs_torchforce']:.2f}x |"
         )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"threads": args.threads, "rows": results}, handle, indent=2)
+        write_json(args.json, {"threads": args.threads, "rows": results})
 
 
 if __name__ == "__main__":

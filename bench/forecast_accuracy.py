@@ -12,9 +12,9 @@ Run from the repository root, after the runs::
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
+from bench.output import write_json
 from integrators.saved import load_forecaster
 
 
@@ -85,9 +85,7 @@ def main() -> None:
     if args.png:
         plot(summaries, Path(args.png))
     if args.json:
-        Path(args.json).write_text(
-            json.dumps([{k: v for k, v in s.items() if k != "curve"} for s in summaries], indent=2)
-        )
+        write_json(args.json, [{k: v for k, v in s.items() if k != "curve"} for s in summaries])
 
 
 if __name__ == "__main__":

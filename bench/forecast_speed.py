@@ -17,7 +17,6 @@ Run from the repository root::
 """
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.output import write_json
 from integrators.forecast import step
 from integrators.saved import load_forecaster
 from systems.forecasting import NBODY_DT, load_split
@@ -92,7 +92,7 @@ def main() -> None:
         lines.append(f"| {label} | {seconds:.3f} | {seconds / reference_seconds:.4f} | {mse:.3g} |")
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,14 @@ Needs the ``bench`` extra. Run from the repository root::
 """
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch  # before openmm: see attnforce/__init__.py
 
+from bench.output import write_json
 from bench.tensornet import TensorNetPotential
-from bench.timing import interleaved_medians
+from bench.timing import cpu_md_context, interleaved_step_seconds
 
 TIMESTEP_FS = 0.5
 MODELS = ["sake-small", "equiformer-small", "tensornet-72"]
@@ -119,8 +119,9 @@ def openmm_force_error(context, potential, topology) -> tuple[float, float]:
 
 
 def make_context(model: str, topology, positions, threads: int, checkpoint: Path):
+    """A CPU Context (:func:`bench.timing.cpu_md_context`) with ``model`` as the System's whole potential:
+    (context, integrator)."""
     import openmm
-    from openmm import unit
 
     if model.startswith("tensornet"):
         from openmmml import MLPotential
@@ -133,10 +134,7 @@ def make_context(model: str, topology, positions, threads: int, checkpoint: Path
         for atom in topology.atoms():
             system.addParticle(atom.element.mass)
         add_force(system, topology, ours(model))
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": str(threads)})
-    context.setPositions(positions)
-    return context, integrator
+    return cpu_md_context(system, positions, threads, TIMESTEP_FS)
 
 
 def main() -> None:
@@ -155,14 +153,10 @@ def main() -> None:
             runs = {m: make_context(m, topology, positions, args.threads, checkpoint) for m in MODELS}
             error, largest = openmm_force_error(runs["tensornet-72"][0], tensornet, topology)
             force_checks.append({"system": system_name, "max_force_error": error, "max_force": largest})
-            for _, integrator in runs.values():
-                integrator.step(args.warmup)
-            steps = {
-                m: (lambda integrator=integrator: integrator.step(args.steps)) for m, (_, integrator) in runs.items()
-            }
-            medians = interleaved_medians(steps, args.rounds)
+            integrators = {m: integrator for m, (_, integrator) in runs.items()}
+            step_seconds = interleaved_step_seconds(integrators, args.warmup, args.steps, args.rounds)
             for model in MODELS:
-                step = medians[model] / args.steps
+                step = step_seconds[model]
                 rows.append(
                     {
                         "system": system_name,
@@ -193,18 +187,15 @@ def main() -> None:
             f"{check['max_force_error']:.2g} | {check['max_force']:.3g} |"
         )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(
-                {
-                    "threads": args.threads,
-                    "rows": rows,
-                    "checkpoint_load_deviations": load_deviations,
-                    "openmmml_force_checks": force_checks,
-                },
-                handle,
-                indent=2,
-            )
+        write_json(
+            args.json,
+            {
+                "threads": args.threads,
+                "rows": rows,
+                "checkpoint_load_deviations": load_deviations,
+                "openmmml_force_checks": force_checks,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import time
 import torch  # before openmm: see attnforce/__init__.py
 
 from attnforce.models import PRESETS
+from bench.output import write_json
+from bench.timing import cpu_md_context
 
 #: The embedded models, then every preset with random weights (the embedded SAKE model's aspirin statistics).
 MODELS = ["sake", "equiformer", *PRESETS]
@@ -81,7 +83,6 @@ def _timed(run_once, count: int, seconds: float) -> list[float]:
 
 def measure(name: str, threads: int, steps: int, repeats: int, seconds: float) -> dict:
     """Every figure of one model (runs in the worker process)."""
-    import openmm
     from openmm import unit
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -114,12 +115,7 @@ def measure(name: str, threads: int, steps: int, repeats: int, seconds: float) -
     md = {}
     for mode, outputs_forces in (("energy", False), ("forces", True)):
         system = build_system(molecule, saved, outputs_forces=outputs_forces)
-        integrator = openmm.LangevinMiddleIntegrator(
-            300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond
-        )
-        platform = openmm.Platform.getPlatformByName("CPU")
-        context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
-        context.setPositions(molecule.positions * unit.angstrom)
+        context, integrator = cpu_md_context(system, molecule.positions * unit.angstrom, threads, TIMESTEP_FS)
         context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
         integrator.step(WARMUP)
         chunks = _timed(functools.partial(integrator.step, 10), max(1, steps // 10), seconds)
@@ -196,8 +192,7 @@ def main() -> None:
     table = markdown(rows, rate, args.threads)
     print(table)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"gemm_flop_per_s": rate, "threads": args.threads, "rows": rows}, handle, indent=2)
+        write_json(args.json, {"gemm_flop_per_s": rate, "threads": args.threads, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from bench.memory import peak_mb, reset_peak, resident_mb
+from bench.output import write_json
 from bench.timing import interleaved_medians
 
 ASPIRIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "rmd17_aspirin_1000.xyz"
@@ -188,13 +189,7 @@ def main() -> None:
     print()
     print(f"parameters: {parameters}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(
-                {"threads": args.threads, "rounds": args.rounds, "parameters": parameters, "rows": rows},
-                handle,
-                indent=2,
-            )
+        write_json(args.json, {"threads": args.threads, "rounds": args.rounds, "parameters": parameters, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.output import write_json
+
 CASES = ["load all", "read_npz", "read_npz + SAKE split train/val", "read_npz + whole SAKE split"]
 ASPIRIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "rmd17_aspirin_1000.xyz"
 
@@ -96,7 +98,7 @@ def main() -> None:
     for row in rows:
         print(f"| {row['case']} | {row['traced_peak_mb']:.0f} | {row['rss_anon_mb']:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps({"frames": args.frames, "file_mb": size_mb, "cases": rows}, indent=2))
+        write_json(args.json, {"frames": args.frames, "file_mb": size_mb, "cases": rows})
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import time
 import torch  # before openmm: see attnforce/__init__.py
 
 from bench.memory import peak_mb, reset_peak, resident_mb
+from bench.output import write_json
+from bench.timing import cpu_md_context
 
 EDGES_ANGSTROM = [11.0, 14.0, 18.0, 23.0, 29.0, 38.0]
 TIMESTEP_FS = 0.5
@@ -87,11 +89,10 @@ def _model_alone_ms(saved, atomic_numbers: list[int], positions: torch.Tensor, c
 
 
 def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: int) -> dict:
-    import openmm
     from openmm import unit
 
     from attnforce.nn import cell_list_edges, radius_edges
-    from attnforce.openmm.force import add_force
+    from integrators.md import build_system
     from systems.water import water_box
 
     torch.set_num_threads(threads)
@@ -112,14 +113,8 @@ def measure_one(model_name: str, edge: float, steps: int, warmup: int, threads: 
 
     reset_peak()
     before_mb = resident_mb()
-    system = openmm.System()
-    for atom in molecule.topology.atoms():
-        system.addParticle(atom.element.mass)
-    system.setDefaultPeriodicBoxVectors(*molecule.topology.getPeriodicBoxVectors())
-    add_force(system, molecule.topology, saved)
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": str(threads)})
-    context.setPositions(molecule.positions * unit.angstrom)
+    system = build_system(molecule, saved)  # periodic: the topology has box vectors
+    context, integrator = cpu_md_context(system, molecule.positions * unit.angstrom, threads, TIMESTEP_FS)
     integrator.step(warmup)
     start = time.perf_counter()
     integrator.step(steps)
@@ -220,8 +215,7 @@ def main() -> None:
             f"| {row['isolated_all_distances_ms']:.2f} |"
         )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"threads": args.threads, "steps": args.steps, "rows": rows}, handle, indent=2)
+        write_json(args.json, {"threads": args.threads, "steps": args.steps, "rows": rows})
     if args.plot:
         plot(rows, args.plot)
 

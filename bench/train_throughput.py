@@ -15,7 +15,6 @@ Run from the repository root on an idle machine::
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from attnforce.models import Potential, build_model, preset
+from bench.output import write_json
 from systems import read_extxyz
 from training.config import DataConfig, ExperimentConfig, TrainingConfig
 from training.statistics import fit_average_degree, fit_energy_statistics
@@ -107,7 +107,7 @@ def main() -> None:
     print("| processes x threads | structures/s | vs 1 process |\n|---|---:|---:|")
     print(f"| 1 x 2 | {one:.1f} | 1.00 |\n| 2 x 1 (gloo) | {two:.1f} | {two / one:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":
