@@ -155,7 +155,11 @@ def test_a_document_without_markers_is_refused_before_any_step(tmp_path, caplog)
 
 
 def test_integrator_configs_keep_the_protocol_and_change_only_budget_and_output(tmp_path):
+    stale = bench_all.integrator_run(tmp_path, "sake") / "best.pt"  # an earlier run's model must not be reused
+    stale.parent.mkdir()
+    stale.write_text("old")
     bench_all.write_integrator_configs(tmp_path, 2.5)
+    assert not stale.parent.exists()
     for name, source in bench_all.INTEGRATOR_CONFIGS.items():
         written, original = load_config(tmp_path / f"forecast_nbody_{name}.yaml"), load_config(source)
         assert written.training.max_cpu_minutes == 2.5 and written.output == str(tmp_path / f"forecast_nbody_{name}")
