@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from plots import assert_drawn_plot
 
 from bench import all as bench_all
 from bench import report
@@ -128,7 +129,7 @@ def test_the_summary_step_runs_and_rewrites_the_block(tmp_path):
     assert "#### Summary plot" in text and "python -m bench.competitors_summary" in text
     assert "| torch | " in text and "| CPU | " in text and "Latest run: `python -m bench.all --only summary" in text
     assert "![Summary plot](results/summary.png)" in text
-    assert (results / "summary.png").stat().st_size > 10_000
+    assert_drawn_plot(results / "summary.png", size=(1440, 1008), panels=(2, 2))  # bars, lines and points
     stored = json.loads((results / "all.json").read_text())
     assert set(stored["records"]) == {"summary"} and stored["run"]["versions"]["openmm"] != "not installed"
 

@@ -1,23 +1,43 @@
 """The command line, as a user types it (in-process through ``main``)."""
 
+import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 
 import mdtraj
 import pytest
 
-from attnforce.cli import main
+from attnforce.cli import build_parser, main
 from attnforce.export import read_metadata
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = ["train", "export", "md", "evaluate", "forecast", "info"]
+
+
+def _listed_commands(help_text: str) -> list[str]:
+    """The entries of the COMMAND listing in ``--help``: the lines indented by exactly four spaces in the
+    positional-arguments section (an entry's wrapped help is indented further)."""
+    section = help_text.split("\npositional arguments:\n", 1)[1].split("\n\n", 1)[0]
+    return [match[1] for line in section.splitlines() if (match := re.match(r" {4}(\S+)", line))]
 
 
 def test_help_lists_every_command():
+    (subcommands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(subcommands.choices) == COMMANDS
+    for command, parser in subcommands.choices.items():
+        assert callable(parser.get_default("handler")), f"{command} has no handler"
     done = subprocess.run(
-        [sys.executable, "-m", "attnforce.cli", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "attnforce.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert done.returncode == 0
-    for command in ("train", "export", "md", "forecast", "evaluate", "info"):
-        assert command in done.stdout
+    assert _listed_commands(done.stdout) == COMMANDS
 
 
 @pytest.mark.parametrize("model, architecture", [("default", "sake"), ("equiformer", "equiformer")])

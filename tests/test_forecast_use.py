@@ -1,12 +1,15 @@
 """Using learned integrators: training runs, `attnforce forecast` (NPZ, DCD, PNG, ensembles), the OpenMM
 simulation object and the embedded models."""
 
+import csv
+
 import numpy as np
 import openmm.app
 import openmm.unit as unit
 import pytest
 import torch
 from conftest import DATA
+from plots import assert_drawn_plot, lines_by_label, saved_figures
 
 from attnforce.cli import main
 from integrators.dynamics import build_dynamics
@@ -35,15 +38,31 @@ def walking_run(tmp_path_factory):
     )
     config = load_config(config_yaml)
     assert isinstance(config, ForecastExperimentConfig)
-    return config, train_forecaster(config, progress=False)
+    with saved_figures() as figures:
+        result = train_forecaster(config, progress=False)
+    return config, result, figures
 
 
 def test_training_run_writes_a_loadable_model_with_honest_test_metrics(walking_run):
-    config, result = walking_run
+    config, result, figures = walking_run
     run = result.best_model.parent
     for name in ("config.yaml", "metrics.csv", "learning_curve.png"):
         assert (run / name).is_file()
     assert result.epochs == 2
+    assert_drawn_plot(run / "learning_curve.png", size=(720, 480))
+    (figure,) = figures
+    (ax,) = figure.axes
+    assert ax.get_yscale() == "log"
+    lines = lines_by_label(ax)
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for label, column in [
+        ("train loss", "train_loss"),
+        ("validation loss", "val_loss"),
+        ("validation position MSE", "val_position_mse"),
+    ]:
+        np.testing.assert_array_equal(lines[label][0], [0, 1])
+        np.testing.assert_allclose(lines[label][1], [float(r[column]) for r in rows])
     saved = load_forecaster(result.best_model, "walking")
     assert saved.predicts_velocities and saved.hyperparameters["horizon"] == pytest.approx(8 / 30)
     recomputed = forecast_metrics(saved.model, load_split("walking", "test", DATA), saved.task.horizon)
@@ -62,12 +81,14 @@ def test_forecast_config_is_strict(tmp_path):
 def test_cli_forecast_rolls_out_the_walking_test_set_to_npz_dcd_and_png(walking_run, tmp_path):
     import mdtraj
 
-    _, result = walking_run
+    _, result, _ = walking_run
     out = tmp_path / "walk.npz"
-    code = main(
-        ["forecast", "--task", "walking", "--model", str(result.best_model), "--horizons", "2", "--output", str(out),
-         "--dcd", str(tmp_path / "walk.dcd"), "--png", str(tmp_path / "walk.png"), "--ensemble", "2", "--noise", "0.1"]
-    )  # fmt: skip
+    with saved_figures() as figures:
+        code = main(
+            ["forecast", "--task", "walking", "--model", str(result.best_model), "--horizons", "2", "--output",
+             str(out), "--dcd", str(tmp_path / "walk.dcd"), "--png", str(tmp_path / "walk.png"), "--ensemble", "2",
+             "--noise", "0.1"]
+        )  # fmt: skip
     assert code == 0
     stored = np.load(out)
     reference = reference_paths("walking", 2)
@@ -88,7 +109,18 @@ def test_cli_forecast_rolls_out_the_walking_test_set_to_npz_dcd_and_png(walking_
     assert trajectory.n_frames == 3 and trajectory.n_atoms == num_systems * 31 and trajectory.n_chains == num_systems
     assert trajectory.topology.n_bonds == num_systems * 30
     np.testing.assert_allclose(trajectory.xyz[2, :31], expected[0, 2] * NM_PER_LENGTH_UNIT, atol=1e-5)
-    assert (tmp_path / "walk.png").stat().st_size > 0
+    # The plot: four systems spread over the set, each the skeleton's bonds at the start (grey), the reference at
+    # the last horizon (black) and the forecast there (red dashed).
+    assert_drawn_plot(tmp_path / "walk.png", size=(4 * 440, 440), panels=(1, 4))
+    (figure,) = figures
+    chosen = np.linspace(0, num_systems - 1, 4).round().astype(int)
+    assert [ax.get_title() for ax in figure.axes] == [f"system {s}" for s in chosen]
+    bonds = load_forecaster(result.best_model).task.bonds
+    for s, ax in zip(chosen, figure.axes):
+        drawn = np.array([np.stack([line.get_xdata(), line.get_ydata()], axis=-1) for line in ax.get_lines()])
+        assert len(drawn) == 3 * len(bonds)
+        for frame, segments in zip([expected[s, 0], reference.paths[s, -1], expected[s, -1]], np.split(drawn, 3)):
+            np.testing.assert_allclose(segments, [frame[[i, j], :2] for i, j in bonds], atol=1e-6)
 
 
 def _nbody_model(tmp_path, predicts_velocities=True):

@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from plots import assert_drawn_plot, lines_by_label, saved_figures
 
 from attnforce.checkpoint import load_model
 from systems import random_split, read_extxyz
@@ -49,13 +50,26 @@ def test_short_run_writes_best_model_with_test_metrics(tmp_path, aspirin_xyz):
         training=TrainingConfig(epochs=4, batch_size=4, learning_rate=3e-3, warmup_epochs=0, energy_weight=20.0),
         output=str(tmp_path / "run"),
     )
-    result = train(config, progress=False)
+    with saved_figures() as figures:
+        result = train(config, progress=False)
     with open(tmp_path / "run" / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     losses = [float(r["train_loss"]) for r in rows]
     assert losses[-1] < losses[0]
-    assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 10_000
+    assert_drawn_plot(tmp_path / "run" / "learning_curve.png", size=(1200, 480), panels=(1, 2))
+    (figure,) = figures
+    loss, mae = figure.axes
+    assert loss.get_yscale() == mae.get_yscale() == "log" and mae.get_ylabel() == "validation force MAE (meV/Å)"
+    losses_drawn = lines_by_label(loss)
+    (mae_drawn,) = lines_by_label(mae).values()
+    for (x, y), column in [
+        (losses_drawn["train"], "train_loss"),
+        (losses_drawn["validation"], "val_loss"),
+        (mae_drawn, "val_force_mae_mev_per_a"),
+    ]:
+        np.testing.assert_array_equal(x, [0, 1, 2, 3])
+        np.testing.assert_allclose(y, [float(r[column]) for r in rows])
     assert (tmp_path / "run" / "config.yaml").read_text().count("energy_unit: meV") == 1
     saved = load_model(result.best_model)
     assert saved.metadata["test_metrics"] == result.test_metrics
