@@ -1,8 +1,9 @@
-"""Outputs that appear whole or not at all."""
+"""Output files: checked against the inputs before a run, then written whole or not at all."""
 
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,13 +14,38 @@ def _umask() -> int:
     return mask
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Remove temporary files of ``path`` that a killed process left (their writer's process id is gone)."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)-[^/]*\.partial{re.escape(path.suffix)}")
+    if not path.parent.is_dir():
+        return
+    for candidate in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        match = pattern.fullmatch(candidate.name)
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+            candidate.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` if the block succeeds, remove
-    it if the block raises. A crash or an error never leaves a partial file under the final name."""
+    it if the block raises. A crash or an error never leaves a partial file under the final name, and the
+    temporary files of a killed earlier writer of ``path`` (named after its process id) are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}")
+    _remove_stale_partials(path)
+    handle, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.{os.getpid()}-", suffix=f".partial{path.suffix}"
+    )
     os.close(handle)
     try:
         yield Path(tmp)
@@ -27,3 +53,36 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Path | None] = ()) -> None:
+    """Refuse, before any work, outputs that would destroy an input or each other, or cannot be written.
+
+    Args:
+        outputs: ``{what: path}`` of every file a run will write, e.g. ``{"--dcd": "x.dcd", "topology": "x.pdb"}``;
+            a path's suffix must be the one its role implies where the caller checked it.
+        inputs: ``{what: path}`` of the files it reads (None entries, e.g. embedded models, are skipped).
+
+    Raises:
+        ValueError: two outputs are the same file, an output is an input, an output is a directory, or its folder
+            cannot be written.
+    """
+    seen: dict[Path, str] = {}
+    read = {Path(p).resolve(): what for what, p in dict(inputs).items() if p is not None and Path(p).exists()}
+    for what, path in outputs.items():
+        path = Path(path)
+        resolved = path.resolve()
+        if resolved in read:
+            raise ValueError(f"{what} {path} is the input {read[resolved]}: writing it would destroy the input")
+        if resolved in seen:
+            raise ValueError(f"{what} and {seen[resolved]} are the same file {path}: give each its own name")
+        seen[resolved] = what
+        if path.is_dir():
+            raise ValueError(f"{what} {path} is a directory: give a file name")
+        folder = next((p for p in resolved.parents if p.exists()), None)
+        if folder is None or not folder.is_dir():
+            raise ValueError(f"{what} {path}: {folder} is not a directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"{what} {path}: no permission to write in {folder}")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ValueError(f"{what} {path} exists and is read-only: choose another name or make it writable")

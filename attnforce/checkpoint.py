@@ -21,6 +21,8 @@ A saved model is a ``torch.save``d dict of plain types and tensors, read back wi
 Migrations from older schema versions are explicit functions in :data:`MIGRATIONS`.
 """
 
+import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -118,8 +120,22 @@ def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
     file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's text advises weights_only=False; for a file from an unknown source that advice is the attack, so
+        # only the reason is kept.
+        named = re.search(r"GLOBAL (\S+)", str(error))
+        if named:
+            raise ValueError(
+                f"{path}: refused, it holds a pickled {named.group(1)}, which attnforce never unpickles (it could run "
+                f"code); {what} files hold only tensors and plain types"
+            ) from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:Check the documentation|$)", str(error), re.S)
+        detail = " ".join((reason.group(1) if reason else str(error).split("\n")[0]).split())
+        raise ValueError(f"{path}: not a readable {what} ({detail})") from None
     except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"{path}: not a readable {what} ({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"{path}: not a readable {what} ({type(error).__name__}: {' '.join(str(error).split())})"
+        ) from None
 
 
 def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
@@ -148,6 +164,16 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
         if missing:
             raise KeyError(f"metadata lacks {missing}")
+        shifts = potential.element_shifts
+        outside = [z for z in metadata["elements"] if not 0 < int(z) < 119]
+        # Training gives every element of its data a least-squares energy shift and leaves the others at zero
+        # (all shifts are zero only for data whose mean energy is zero, which says nothing).
+        untrained = outside or [int(z) for z in metadata["elements"] if shifts[z] == 0 and bool(shifts.any())]
+        if untrained:
+            raise ValueError(
+                f"{path}: its metadata lists elements {untrained} that its network was not trained on (no energy "
+                "shift); the file was altered: use the file training wrote"
+            )
     except (KeyError, TypeError, RuntimeError) as error:
         raise ValueError(f"{path}: malformed attnforce model ({type(error).__name__}: {error})") from None
     return SavedModel(

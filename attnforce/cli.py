@@ -8,8 +8,13 @@ the task's embedded one (nbody, walking).
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
+
+
+#: Steps between saved frames of ``attnforce md`` unless --report-interval says otherwise.
+DEFAULT_REPORT_INTERVAL = 100
 
 
 def _positive_int(text: str) -> int:
@@ -30,6 +35,7 @@ def _describe_metrics(metadata: dict) -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from attnforce.atomic import check_outputs
     from training.config import ForecastExperimentConfig, load_config
     from training.forecast_trainer import train_forecaster
     from training.trainer import train
@@ -37,6 +43,8 @@ def _train(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     if args.output:
         config.output = args.output
+    if not args.resume:
+        check_outputs({"the run's config.yaml": Path(config.output) / "config.yaml"}, {"CONFIG": args.config})
     if isinstance(config, ForecastExperimentConfig):
         result = train_forecaster(config, resume=args.resume)
         test = result.test_metrics
@@ -55,10 +63,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    from attnforce.atomic import check_outputs
     from attnforce.checkpoint import load_model
     from attnforce.export import export_torchscript
     from systems.molecules import load_molecule
 
+    check_outputs({"--output": args.output}, {"MODEL": args.model, "--structure": args.structure})
     saved = load_model(args.model)
     molecule = load_molecule(args.structure) if args.structure else None
     numbers = molecule.atomic_numbers if molecule else None
@@ -79,15 +89,31 @@ def _export(args: argparse.Namespace) -> None:
     )
 
 
+def _md_steps(args: argparse.Namespace) -> int:
+    """``--steps``, or ``--time-ps`` in steps of ``--timestep-fs``; ValueError for a time that gives none."""
+    if args.time_ps is None:
+        return args.steps
+    if not (math.isfinite(args.time_ps) and args.time_ps > 0):
+        raise ValueError(f"--time-ps must be a positive number of picoseconds, got {args.time_ps}")
+    if not (math.isfinite(args.timestep_fs) and args.timestep_fs > 0):
+        raise ValueError(f"--timestep-fs must be a positive number of femtoseconds, got {args.timestep_fs}")
+    steps = round(args.time_ps * 1000.0 / args.timestep_fs)
+    if steps < 1:
+        raise ValueError(f"--time-ps {args.time_ps} is less than one step of {args.timestep_fs} fs")
+    return steps
+
+
 def _md(args: argparse.Namespace) -> None:
+    from attnforce.atomic import check_outputs
     from attnforce.export import read_metadata
     from attnforce.openmm.force import load_force_model
-    from integrators.md import run_md
+    from integrators.md import check_md_parameters, md_outputs, run_md
 
-    if args.time_ps is not None:
-        steps = round(args.time_ps * 1000.0 / args.timestep_fs)
-    else:
-        steps = args.steps
+    steps = _md_steps(args)
+    report_interval = args.report_interval or min(DEFAULT_REPORT_INTERVAL, steps)
+    check_md_parameters(steps, args.timestep_fs, args.temperature, args.friction, report_interval, args.seed)
+    plot = False if args.no_plot else args.png
+    check_outputs(md_outputs(args.dcd, args.csv, plot), {"--structure": args.structure, "--model": args.model})
     model = load_force_model(args.model)
     metadata = read_metadata(model) if isinstance(model, Path) else model.metadata
     result = run_md(
@@ -96,11 +122,11 @@ def _md(args: argparse.Namespace) -> None:
         steps,
         args.dcd,
         energies_csv=args.csv,
-        plot_png=False if args.no_plot else args.png,
+        plot_png=plot,
         temperature_k=args.temperature,
         friction_per_ps=args.friction,
         timestep_fs=args.timestep_fs,
-        report_interval=args.report_interval,
+        report_interval=report_interval,
         ensemble=args.ensemble,
         minimize=not args.no_minimize,
         platform=args.platform,
@@ -122,10 +148,11 @@ def _md(args: argparse.Namespace) -> None:
 def _forecast(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from integrators.forecast import ensemble, rollout
+    from attnforce.atomic import check_outputs
+    from integrators.forecast import check_forecast_memory, ensemble, rollout
     from integrators.forecast_outputs import plot_forecast, read_initial_states, write_dcd, write_npz
     from integrators.saved import load_forecaster
-    from systems.forecasting import reference_paths
+    from systems.forecasting import NBODY_PARTICLES, NBODY_SPLITS, reference_paths
 
     for option, path, suffix in (
         ("--output", args.output, ".npz"),
@@ -134,6 +161,13 @@ def _forecast(args: argparse.Namespace) -> None:
     ):
         if path and Path(path).suffix.lower() != suffix:
             raise ValueError(f"{option} must name a {suffix} file, got {path}")
+    outputs = {"--output": args.output, "--dcd": args.dcd, "--png": args.png}
+    if args.dcd:
+        outputs["the topology beside --dcd"] = Path(args.dcd).with_suffix(".pdb")
+    check_outputs(
+        {what: path for what, path in outputs.items() if path},
+        {"--initial": args.initial, "--model": args.model},
+    )
     saved = load_forecaster(args.model, args.task)
     task = saved.task
     if args.horizons > 1 and not saved.predicts_velocities:
@@ -142,13 +176,18 @@ def _forecast(args: argparse.Namespace) -> None:
             "several horizons need a model trained with a velocity loss (such as the embedded ones)"
         )
     reference = None
+    members = args.ensemble or 0
     if args.initial:
         positions, velocities, types, charges = read_initial_states(args.initial, task)
+        check_forecast_memory(len(positions), positions.shape[1], args.horizons, members)
     else:
+        if task.name == "nbody":  # the test systems are simulated for the whole span: check before that
+            check_forecast_memory(NBODY_SPLITS["test"][0], NBODY_PARTICLES, args.horizons, members, task.horizon_frames)
         paths = reference_paths(task.name, args.horizons, args.data_dir)
         positions, velocities, types, charges = paths.positions, paths.velocities, paths.types, paths.charges
         reference = paths.paths
-    forecast, forecast_velocities = rollout(saved.model, positions, velocities, types, args.horizons)
+        check_forecast_memory(len(positions), positions.shape[1], args.horizons, members, task.horizon_frames)
+    forecast, forecast_velocities = rollout(saved.model, positions, velocities, types, args.horizons, progress=True)
     arrays = {
         "positions": forecast,
         "velocities": forecast_velocities,
@@ -176,6 +215,7 @@ def _forecast(args: argparse.Namespace) -> None:
             args.noise,
             args.velocity_noise,
             args.seed,
+            progress=True,
         )
         arrays["ensemble_positions"], arrays["spread"] = members, spread
         summary.append(
@@ -193,11 +233,14 @@ def _forecast(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from attnforce.atomic import atomic_output
+    from attnforce.atomic import atomic_output, check_outputs
     from attnforce.checkpoint import DTYPES, load_model
     from systems import random_split, read_dataset
-    from training.evaluation import bootstrap_metrics, predict
+    from systems.elements import formula
+    from training.evaluation import bootstrap_metrics, check_energy_unit, predict
 
+    if args.json:
+        check_outputs({"--json": args.json}, {"MODEL": args.model, "DATA": args.data})
     saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
     if energy_unit is None:
@@ -205,6 +248,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
+    if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
+        logging.getLogger("attnforce").warning(
+            "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",
+            args.data,
+            formula(frames.atomic_numbers.tolist()),
+            saved.path,
+            formula(saved.atomic_numbers),
+        )
     if args.split == "test":
         split = saved.metadata.get("split")
         if split is None:
@@ -219,6 +270,7 @@ def _evaluate(args: argparse.Namespace) -> None:
             )
         frames = frames.subset(random_split(len(frames), split["sizes"], split["seed"])[2])
     energies, forces = predict(saved.potential, frames)
+    check_energy_unit(forces, frames, energy_unit)
     result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
     print(f"{saved.path} on {args.data} ({args.split}: {len(frames)} frames; {args.bootstrap} bootstrap resamples)")
     print("| metric | value | 95% interval |")
@@ -300,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attnforce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
@@ -346,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: %(default)s)")
     md.add_argument("--timestep-fs", type=float, default=0.5, help="fs (default: %(default)s)")
     md.add_argument(
-        "--report-interval", type=_positive_int, default=100, help="steps between frames (default: %(default)s)"
+        "--report-interval",
+        type=_positive_int,
+        help=f"steps between frames (default: {DEFAULT_REPORT_INTERVAL}, or every step of a shorter run)",
     )
     md.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt", help="Langevin (nvt) or Verlet (nve)")
     md.add_argument(
@@ -419,6 +474,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(error: BaseException) -> str:
+    """One line naming what went wrong and, where it is known, the fix."""
+    text = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
+    if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError)) and error.filename:
+        fix = {
+            PermissionError: "check its permissions or choose another path",
+            IsADirectoryError: "give a file name, not a directory",
+            NotADirectoryError: "a folder on the path is a file",
+        }[type(error)]
+        return f"{error.filename}: {error.strerror}; {fix}"
+    if isinstance(error, MemoryError):
+        return f"out of memory{': ' + text if str(error) else ''}; ask for less (fewer frames, systems or horizons)"
+    if isinstance(error, (ValueError, FileNotFoundError, FloatingPointError, OSError)):
+        return text
+    if type(error).__name__ == "OpenMMException":
+        return f"OpenMM: {text}"
+    if isinstance(error, RuntimeError):  # torch's errors carry C++ frames on the following lines
+        return text + (" (--debug shows the details)" if "\n" in str(error).strip() else "")
+    return f"unexpected {type(error).__name__}: {text}; rerun with --debug for the traceback and report it"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -426,8 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as error:
-        logging.getLogger("attnforce").error("%s", error)
+    except KeyboardInterrupt:
+        logging.getLogger("attnforce").error("interrupted")
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        logging.getLogger("attnforce").error("%s", describe_error(error))
         return 2
     return 0
 

@@ -3,9 +3,12 @@
 Arrays are NumPy in the task's units; the network runs in batches without gradients.
 """
 
+import os
+
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 def _check_inputs(positions: np.ndarray, velocities: np.ndarray, types: np.ndarray) -> None:
@@ -44,19 +47,57 @@ def step(
     return out_x, out_v
 
 
+def available_memory_bytes() -> int:
+    """Memory the system can still give this process (``MemAvailable``; all physical memory where unknown)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_forecast_memory(
+    systems: int, particles: int, horizons: int, members: int = 0, reference_frames_per_horizon: int = 0
+) -> None:
+    """Refuse, before allocating, a forecast whose arrays would not fit in memory (ValueError naming the size).
+
+    Counts float64 positions and velocities (S, K + 1, N, 3) and their copy in the written NPZ, the reference
+    paths (S, K * frames + 1, N, 3) when compared against, and an ensemble's members with their deviations.
+    """
+    states = systems * (horizons + 1) * particles * 3 * 8
+    needed = 3 * states + systems * (horizons * reference_frames_per_horizon + 1) * particles * 3 * 8
+    needed += 3 * members * states
+    available = available_memory_bytes()
+    if needed > 0.8 * available:
+        raise ValueError(
+            f"{horizons} horizons of {systems} system(s) need about {needed / 2**30:.3g} GiB, and "
+            f"{available / 2**30:.3g} GiB of memory is free: ask for fewer --horizons (or fewer systems in --initial, "
+            "or a smaller --ensemble)"
+        )
+
+
 def rollout(
-    model: nn.Module, positions: np.ndarray, velocities: np.ndarray, types: np.ndarray, horizons: int
+    model: nn.Module,
+    positions: np.ndarray,
+    velocities: np.ndarray,
+    types: np.ndarray,
+    horizons: int,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``horizons`` forecasts, each starting from the last: positions and velocities (S, horizons + 1, N, 3),
-    index 0 being the input."""
+    index 0 being the input (a tqdm bar over the horizons with ``progress``)."""
     if horizons < 1:
         raise ValueError(f"horizons must be at least 1, got {horizons}")
-    xs, vs = [np.asarray(positions, np.float64)], [np.asarray(velocities, np.float64)]
-    for _ in range(horizons):
-        x, v = step(model, xs[-1], vs[-1], types)
-        xs.append(x)
-        vs.append(v)
-    return np.stack(xs, axis=1), np.stack(vs, axis=1)
+    positions, velocities = np.asarray(positions, np.float64), np.asarray(velocities, np.float64)
+    xs = np.empty((len(positions), horizons + 1) + positions.shape[1:])
+    vs = np.empty_like(xs)
+    xs[:, 0], vs[:, 0] = positions, velocities
+    for k in tqdm(range(horizons), desc="forecast", unit="horizon", disable=not progress):
+        xs[:, k + 1], vs[:, k + 1] = step(model, xs[:, k], vs[:, k], types)
+    return xs, vs
 
 
 def ensemble(
@@ -69,6 +110,7 @@ def ensemble(
     position_noise: float,
     velocity_noise: float = 0.0,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Roll out ``members`` copies of every initial state perturbed by Gaussian noise (standard deviations in the
     task's length and velocity units, per coordinate).
@@ -85,7 +127,7 @@ def ensemble(
     noisy_v = velocities[:, None] + velocity_noise * rng.standard_normal((num_systems, members) + velocities.shape[1:])
     flat = (num_systems * members,) + positions.shape[1:]
     trajectories, _ = rollout(
-        model, noisy_x.reshape(flat), noisy_v.reshape(flat), np.repeat(types, members, axis=0), horizons
+        model, noisy_x.reshape(flat), noisy_v.reshape(flat), np.repeat(types, members, axis=0), horizons, progress
     )
     trajectories = trajectories.reshape((num_systems, members) + trajectories.shape[1:])
     deviation = trajectories - trajectories.mean(axis=1, keepdims=True)

@@ -6,6 +6,7 @@ them. DCD stores Å: one length unit of the task is written as one Å (the N-bod
 walker is then about 30 Å tall), converted to mdtraj's nanometres with ``openmm.unit``.
 """
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ def read_initial_states(
     try:
         with np.load(path) as stored:
             arrays = {key: stored[key] for key in stored.files}
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: not a readable NPZ file ({error})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a readable NPZ file ({' '.join(str(error).split())})") from None
     missing = [
         key for key in ("positions", "velocities") + (("charges",) if task.name == "nbody" else ()) if key not in arrays
     ]
@@ -43,6 +44,10 @@ def read_initial_states(
         raise ValueError(
             f"{path}: positions and velocities must both be (S, N, 3), got {list(positions.shape)} and "
             f"{list(velocities.shape)}"
+        )
+    if positions.shape[0] == 0 or positions.shape[1] == 0:
+        raise ValueError(
+            f"{path}: holds {positions.shape[0]} systems of {positions.shape[1]} particles; nothing to forecast"
         )
     if task.name == "nbody":
         charges = arrays["charges"].astype(np.float64)

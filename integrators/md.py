@@ -9,6 +9,7 @@ Every output is written under a temporary name and renamed at the end, so a run 
 
 import csv
 import logging
+import math
 import time
 import warnings
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
-from attnforce.atomic import atomic_output
+from attnforce.atomic import atomic_output, check_outputs
 from attnforce.checkpoint import SavedModel
 from attnforce.openmm.force import add_force
 from attnforce.openmm.platform import select_platform
@@ -31,6 +32,93 @@ from systems.molecules import Molecule, load_molecule
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["step", "time_ps", "potential_kj_mol", "kinetic_kj_mol", "total_kj_mol", "temperature_k"]
+
+#: Time steps (fs) above which a learned-force system without constraints is refused, and above which it is warned
+#: about: the fastest motions (X-H stretches, about 9-11 fs periods) need about ten steps per period.
+MAX_TIMESTEP_FS, UNCONSTRAINED_TIMESTEP_FS = 10.0, 2.0
+#: Temperatures (K) refused above, and warned about above (beyond what molecular training data sample).
+MAX_TEMPERATURE_K, HOT_TEMPERATURE_K = 10_000.0, 1_500.0
+#: Langevin friction (1/ps) refused above: the dynamics would be overdamped beyond any use of MD.
+MAX_FRICTION_PER_PS = 10_000.0
+#: OpenMM's random seeds are 32-bit signed integers.
+MAX_SEED = 2**31 - 1
+
+
+def check_md_parameters(
+    steps: int,
+    timestep_fs: float,
+    temperature_k: float,
+    friction_per_ps: float,
+    report_interval: int,
+    seed: int | None = None,
+) -> None:
+    """Refuse, before any work, numbers that cannot give a meaningful simulation (ValueError naming the value and
+    the fix), and warn about legal but unwise ones (a step above 2 fs without constraints, a hot thermostat)."""
+    for name, value in (
+        ("time step", timestep_fs),
+        ("temperature", temperature_k),
+        ("friction", friction_per_ps),
+    ):
+        if not math.isfinite(value):
+            raise ValueError(f"the {name} is {value}: give a finite number")
+    if not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    if timestep_fs <= 0:
+        raise ValueError(f"the time step must be positive, got {timestep_fs} fs (0.5 fs is the default)")
+    if timestep_fs > MAX_TIMESTEP_FS:
+        raise ValueError(
+            f"a time step of {timestep_fs} fs integrates bond vibrations (about 10 fs periods) unstably: the molecule "
+            f"would blow apart; use at most {UNCONSTRAINED_TIMESTEP_FS:g} fs (0.5 fs is the default)"
+        )
+    if timestep_fs > UNCONSTRAINED_TIMESTEP_FS:
+        logger.warning(
+            "a time step of %g fs without constraints on bonds to hydrogen is likely unstable; %g fs or less is safe",
+            timestep_fs,
+            UNCONSTRAINED_TIMESTEP_FS,
+        )
+    if temperature_k < 0:
+        raise ValueError(f"the temperature must be 0 K or more, got {temperature_k} K")
+    if temperature_k > MAX_TEMPERATURE_K:
+        raise ValueError(
+            f"{temperature_k:g} K is beyond any molecular simulation (covalent bonds break near {MAX_TEMPERATURE_K:g} "
+            "K) and far outside what a learned potential was trained on; give a temperature in kelvin, such as 300"
+        )
+    if temperature_k > HOT_TEMPERATURE_K:
+        logger.warning(
+            "%g K is hotter than typical training data samples (rMD17: 500 K); the model may be extrapolating",
+            temperature_k,
+        )
+    if friction_per_ps < 0:
+        raise ValueError(f"the friction must be 0/ps or more, got {friction_per_ps}/ps (1/ps is the default)")
+    if friction_per_ps > MAX_FRICTION_PER_PS:
+        raise ValueError(f"a friction of {friction_per_ps:g}/ps is overdamped beyond use; 1/ps is the default")
+    if not isinstance(report_interval, int) or report_interval <= 0:
+        raise ValueError(f"the report interval must be a positive number of steps, got {report_interval}")
+    if report_interval > steps:
+        raise ValueError(
+            f"the report interval ({report_interval} steps) is longer than the run ({steps} steps): the trajectory "
+            "would have no frame; give a smaller --report-interval or more steps"
+        )
+    if seed is not None and not 0 < seed <= MAX_SEED:
+        raise ValueError(
+            f"the seed must be an integer from 1 to {MAX_SEED} (OpenMM takes 0 to mean 'random'), got {seed}"
+        )
+
+
+def md_outputs(
+    dcd: str | Path, energies_csv: str | Path | None = None, plot_png: str | Path | bool | None = None
+) -> dict[str, Path]:
+    """The files a run writes, by role: ``dcd``, ``topology`` (the PDB beside it), ``csv`` and ``png`` (absent
+    when ``plot_png`` is ``False``); ValueError for a path whose suffix is not its format's."""
+    dcd = Path(dcd)
+    outputs = {"dcd": dcd, "topology": dcd.with_suffix(".pdb")}
+    outputs["csv"] = Path(energies_csv) if energies_csv else dcd.with_suffix(".csv")
+    if plot_png is not False:
+        outputs["png"] = Path(plot_png) if plot_png else dcd.with_suffix(".png")
+    for role, path in outputs.items():
+        if path.suffix.lower() != f".{role if role != 'topology' else 'pdb'}":
+            raise ValueError(f"the {role} output {path} must end in .{role}: the file would not be what it is named")
+    return outputs
 
 
 @dataclass
@@ -85,9 +173,24 @@ def plot_energies(energies_csv: Path, output_png: Path) -> None:
     plt.close(fig)
 
 
-def _integrate(simulation: app.Simulation, steps: int, report_interval: int, writer, progress: bool) -> None:
-    """Step ``simulation`` to ``steps``, writing a CSV row (``CSV_COLUMNS``) every ``report_interval`` steps."""
+def _blow_up(step: int, what: str, timestep_fs: float, temperature_k: float) -> FloatingPointError:
+    """The error of a simulation that blew up, naming the likely causes."""
+    return FloatingPointError(
+        f"step {step}: {what}; the simulation blew up. Likely causes: the time step ({timestep_fs:g} fs; 0.5 fs is "
+        f"safe without constraints), the temperature ({temperature_k:g} K, against the training data's), or a "
+        "structure far from the training data (check the model's errors on similar structures with attnforce "
+        "evaluate)"
+    )
+
+
+def _integrate(
+    simulation: app.Simulation, steps: int, report_interval: int, writer, progress: bool, temperature_k: float
+) -> None:
+    """Step ``simulation`` to ``steps``, writing a CSV row (``CSV_COLUMNS``) every ``report_interval`` steps;
+    FloatingPointError when the energy is not finite or the temperature runs far above ``temperature_k``."""
     system = simulation.system
+    timestep_fs = simulation.integrator.getStepSize().value_in_unit(unit.femtosecond)
+    hottest_k = 5.0 * temperature_k + 500.0  # a thermal fluctuation of even a few atoms stays far below this
     degrees_of_freedom = 3 * system.getNumParticles()  # no constraints, no centre-of-mass motion removal
     gas_constant = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
     writer.writerow(CSV_COLUMNS)
@@ -101,15 +204,22 @@ def _integrate(simulation: app.Simulation, steps: int, report_interval: int, wri
             except openmm.OpenMMException as error:
                 if "nan" not in str(error).lower():
                     raise
-                raise FloatingPointError(
-                    f"after step {simulation.currentStep}: the simulation blew up, coordinates not finite ({error})"
+                raise _blow_up(
+                    simulation.currentStep, "coordinates are not finite", timestep_fs, temperature_k
                 ) from None
         state = simulation.context.getState(getEnergy=True)
         potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         if not np.isfinite(potential + kinetic):
-            raise FloatingPointError(f"step {simulation.currentStep}: energy is not finite (the simulation blew up)")
+            raise _blow_up(simulation.currentStep, "the energy is not finite", timestep_fs, temperature_k)
         temperature = 2.0 * kinetic / (degrees_of_freedom * gas_constant)
+        if temperature > hottest_k:
+            raise _blow_up(
+                simulation.currentStep,
+                f"the temperature reached {temperature:.0f} K, far above the {temperature_k:g} K set",
+                timestep_fs,
+                temperature_k,
+            )
         time_ps = state.getTime().value_in_unit(unit.picosecond)
         writer.writerow(
             [simulation.currentStep]
@@ -156,20 +266,22 @@ def run_md(
         platform: OpenMM platform name or ``"auto"`` (CUDA, OpenCL, CPU).
         seed: positive integer seeding the velocities and the Langevin noise (None: random).
         outputs_forces, cuda_graphs: see :func:`attnforce.openmm.force.create_force`.
+
+    Every number is checked (:func:`check_md_parameters`) and every output against the inputs and the other
+    outputs (:func:`attnforce.atomic.check_outputs`) before anything is loaded or written.
     """
-    if steps <= 0 or report_interval <= 0:
-        raise ValueError(f"steps ({steps}) and report_interval ({report_interval}) must be positive")
-    if seed is not None and seed <= 0:
-        raise ValueError(f"seed must be a positive integer (OpenMM takes 0 to mean 'random'), got {seed}")
+    check_md_parameters(steps, timestep_fs, temperature_k, friction_per_ps, report_interval, seed)
     if ensemble not in ("nvt", "nve"):
         raise ValueError(f"ensemble must be 'nvt' or 'nve', got {ensemble!r}")
+    outputs = md_outputs(dcd, energies_csv, plot_png)
+    inputs = {
+        "structure": None if isinstance(structure, Molecule) else structure,
+        "model": None if isinstance(model, SavedModel) else model,
+    }
+    check_outputs(outputs, inputs)
+    dcd, topology_pdb, energies_csv = (outputs[k] for k in ("dcd", "topology", "csv"))
+    plot_png = outputs.get("png")
     molecule = structure if isinstance(structure, Molecule) else load_molecule(structure)
-    dcd = Path(dcd)
-    topology_pdb = dcd.with_suffix(".pdb")
-    energies_csv = Path(energies_csv) if energies_csv else dcd.with_suffix(".csv")
-    plot_png = None if plot_png is False else Path(plot_png) if plot_png else dcd.with_suffix(".png")
-    if not isinstance(structure, Molecule) and Path(structure).resolve() == topology_pdb.resolve():
-        raise ValueError(f"the topology written beside {dcd} would overwrite the input structure {structure}")
 
     system = build_system(molecule, model, outputs_forces, cuda_graphs)  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond
@@ -190,9 +302,8 @@ def run_md(
     else:
         simulation.context.setVelocitiesToTemperature(temperature, seed)
 
-    outputs = [dcd, topology_pdb, energies_csv] + ([plot_png] if plot_png else [])
     with ExitStack() as stack:
-        partial = {path: stack.enter_context(atomic_output(path)) for path in outputs}
+        partial = {path: stack.enter_context(atomic_output(path)) for path in outputs.values()}
         with open(partial[topology_pdb], "w") as handle:
             app.PDBFile.writeFile(
                 molecule.topology, simulation.context.getState(getPositions=True).getPositions(), handle
@@ -201,7 +312,7 @@ def run_md(
         simulation.reporters.append(reporter)
         start = time.perf_counter()
         with open(partial[energies_csv], "w", newline="") as handle:
-            _integrate(simulation, steps, report_interval, csv.writer(handle), progress)
+            _integrate(simulation, steps, report_interval, csv.writer(handle), progress, temperature_k)
         wall = time.perf_counter() - start
         reporter.close()
         if plot_png:

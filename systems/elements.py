@@ -17,3 +17,11 @@ def symbol(atomic_number: int) -> str:
         return _element.Element.getByAtomicNumber(int(atomic_number)).symbol
     except KeyError:
         raise ValueError(f"unknown atomic number {atomic_number}") from None
+
+
+def formula(atomic_numbers) -> str:
+    """Chemical formula of atomic numbers, elements in alphabetical order: ``[8, 1, 1]`` -> ``H2O``."""
+    counts: dict[str, int] = {}
+    for z in atomic_numbers:
+        counts[symbol(z)] = counts.get(symbol(z), 0) + 1
+    return "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(counts.items()))

@@ -13,7 +13,6 @@ fixed horizon later.
   30 frames (0.25 s) ahead, split as in ``split_run.pkl`` (:data:`EGHN_RUNNING_SPLIT`).
 """
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from systems.mocap import forward_kinematics, read_asf
 from systems.nbody import simulate
+from systems.restricted_pickle import load_array_pickle
 
 SPLITS = ("train", "validation", "test")
 
@@ -88,6 +88,7 @@ class ForecastSamples:
 #: (number of systems, simulation seed) of each split.
 NBODY_SPLITS = {"train": (3000, 1), "validation": (2000, 2), "test": (2000, 3)}
 NBODY_START_FRAME, NBODY_HORIZON_FRAMES, NBODY_SAMPLE_EVERY, NBODY_DT = 30, 10, 100, 0.001
+NBODY_PARTICLES = 5
 
 NBODY = ForecastTask(
     "nbody",
@@ -113,7 +114,9 @@ def nbody_trajectories(split: str, horizons: int = 1, num_systems: int | None = 
     size, seed = NBODY_SPLITS[split]
     last = NBODY_START_FRAME + horizons * NBODY_HORIZON_FRAMES
     steps = max(5000, (last + 1) * NBODY_SAMPLE_EVERY)
-    return simulate(size, seed, steps=steps, sample_every=NBODY_SAMPLE_EVERY, dt=NBODY_DT, keep=num_systems)
+    return simulate(
+        size, seed, NBODY_PARTICLES, steps=steps, sample_every=NBODY_SAMPLE_EVERY, dt=NBODY_DT, keep=num_systems
+    )
 
 
 def nbody_samples(split: str, num_systems: int | None = None) -> ForecastSamples:
@@ -184,12 +187,12 @@ def running_trials(motion_run_pkl: str | Path) -> tuple[list[np.ndarray], list[t
     path = Path(motion_run_pkl)
     if not path.is_file():
         raise FileNotFoundError(f"no such motion file: {path}")
+    content = load_array_pickle(path)  # never the full unpickler: a crafted file could run code
     try:
-        with open(path, "rb") as handle:
-            edges, trials = pickle.load(handle)
+        edges, trials = content
         trials = [np.asarray(trial, dtype=np.float64) for trial in trials]
         bonds = [(int(i), int(j)) for i, j in edges]
-    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as error:
+    except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: not EGHN's motion pickle ({type(error).__name__}: {error})") from None
     if any(trial.ndim != 3 or trial.shape[1:] != (31, 3) for trial in trials):
         raise ValueError(f"{path}: trials must be arrays (T, 31, 3)")

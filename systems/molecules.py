@@ -40,6 +40,16 @@ class Molecule:
         return [atom.element.atomic_number for atom in self.topology.atoms()]
 
 
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a text file; ValueError naming the file when it is binary."""
+    try:
+        return path.read_text().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a text file (undecodable byte at offset {error.start}); expected {what}"
+        ) from None
+
+
 def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app.Topology:
     topology = app.Topology()
     residue = topology.addResidue(residue_name, topology.addChain())
@@ -54,14 +64,25 @@ def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app
 def read_xyz(path: str | Path) -> Molecule:
     """The first frame of an XYZ or extended-XYZ file (symbol x y z [...], Å)."""
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text_lines(path, "an XYZ file")
     try:
         num_atoms = int(lines[0])
     except (IndexError, ValueError):
         raise ValueError(f"{path}, line 1: expected an atom count") from None
+    if num_atoms <= 0:
+        raise ValueError(f"{path}, line 1: the atom count is {num_atoms}; a structure needs atoms")
     rows = [line.split() for line in lines[2 : 2 + num_atoms]]
     if len(rows) != num_atoms:
         raise ValueError(f"{path}: {num_atoms} atoms announced, {len(rows)} atom lines found")
+    following = next((k for k in range(2 + num_atoms, len(lines)) if lines[k].strip()), None)
+    if following is not None:
+        try:
+            int(lines[following])  # the next frame's count line: frames after the first are ignored
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {following + 1}: an atom line after the {num_atoms} atoms that line 1 announces; "
+                "correct the count"
+            ) from None
     numbers, positions = [], []
     for line_number, row in enumerate(rows, start=3):
         if len(row) < 4:
@@ -80,7 +101,13 @@ def read_pdb(path: str | Path) -> Molecule:
     """A PDB file through OpenMM's reader (positions converted to Å)."""
     from openmm import unit
 
-    pdb = app.PDBFile(str(path))
+    lines = read_text_lines(path, "a PDB file")
+    if not any(line.startswith(("ATOM", "HETATM")) for line in lines):
+        raise ValueError(f"{path}: no ATOM or HETATM records; a structure needs atoms")
+    try:
+        pdb = app.PDBFile(str(path))
+    except Exception as error:  # OpenMM's reader raises many types (ValueError, KeyError, IndexError, ...)
+        raise ValueError(f"{path}: not a readable PDB file ({type(error).__name__}: {error})") from None
     for atom in pdb.topology.atoms():
         if atom.element is None:
             raise ValueError(f"{path}: atom {atom.index} ({atom.name}) has no element")

@@ -125,6 +125,13 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
 
 def _count_frames(path: Path) -> tuple[int, int]:
     """(frames, atoms per frame) of an XYZ file, streaming; ValueError for a truncated file or differing sizes."""
+    try:
+        return _count_frames_of_text(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a text file (undecodable byte at offset {error.start}); expected XYZ") from None
+
+
+def _count_frames_of_text(path: Path) -> tuple[int, int]:
     num_frames, num_atoms, line_number = 0, None, 0
     with open(path) as handle:
         for line in handle:
@@ -135,6 +142,8 @@ def _count_frames(path: Path) -> tuple[int, int]:
                 count = int(line)
             except ValueError:
                 raise ValueError(f"{path}, line {line_number}: expected an atom count, found {line[:60]!r}") from None
+            if count <= 0:
+                raise ValueError(f"{path}, line {line_number}: the atom count is {count}; a frame needs atoms")
             if num_atoms is not None and count != num_atoms:
                 raise ValueError(
                     f"{path}, line {line_number}: atoms differ from the first frame's; one molecule per file"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import ETHANOL, make_saved
 from openmm import app, unit
+from plots import assert_drawn_plot, lines_by_label, saved_figures
 
 from attnforce.checkpoint import save_model
 from integrators.md import run_md
@@ -44,7 +45,8 @@ def ethanol_xyz(tmp_path):
 
 def test_langevin_run_writes_a_dcd_mdtraj_reads(tmp_path, ethanol_model, ethanol_xyz):
     out = tmp_path / "out"
-    result = run_md(ethanol_model, ethanol_xyz, 60, out / "traj.dcd", report_interval=20, seed=1, progress=False)
+    with saved_figures() as figures:
+        result = run_md(ethanol_model, ethanol_xyz, 60, out / "traj.dcd", report_interval=20, seed=1, progress=False)
     trajectory = mdtraj.load(str(result.dcd), top=str(result.topology_pdb))
     assert trajectory.n_frames == 3 and trajectory.n_atoms == 9
     assert [a.element.symbol for a in trajectory.topology.atoms] == list("CCOHHHHHH")
@@ -53,7 +55,18 @@ def test_langevin_run_writes_a_dcd_mdtraj_reads(tmp_path, ethanol_model, ethanol
     assert [int(r["step"]) for r in rows] == [20, 40, 60]
     assert float(rows[-1]["time_ps"]) == pytest.approx(60 * 0.5e-3)
     assert all(np.isfinite(float(r["total_kj_mol"])) for r in rows)
-    assert result.plot_png.stat().st_size > 10_000
+    assert_drawn_plot(result.plot_png, size=(960, 720), panels=(2, 1))
+    (figure,) = figures
+    energy, temperature = figure.axes
+    assert energy.get_ylabel() == "energy - initial (kJ/mol)" and temperature.get_xlabel() == "time (ps)"
+    time = [float(r["time_ps"]) for r in rows]
+    for label, column in [("potential", "potential_kj_mol"), ("kinetic", "kinetic_kj_mol"), ("total", "total_kj_mol")]:
+        x, y = lines_by_label(energy)[label]
+        np.testing.assert_allclose(x, time)
+        np.testing.assert_allclose(y, [float(r[column]) - float(rows[0][column]) for r in rows], atol=1e-9)
+    ((x, y),) = lines_by_label(temperature).values()
+    np.testing.assert_allclose(x, time)
+    np.testing.assert_allclose(y, [float(r["temperature_k"]) for r in rows])
     assert sorted(p.name for p in out.iterdir()) == ["traj.csv", "traj.dcd", "traj.pdb", "traj.png"]
 
 
@@ -78,8 +91,8 @@ def test_same_seed_same_trajectory_and_dcd_in_nm(tmp_path, ethanol_model, ethano
     np.testing.assert_array_equal(first.xyz, second.xyz)
     carbon_carbon = np.linalg.norm(first.xyz[0, 0] - first.xyz[0, 1])  # nm; 0.1535 nm in the input
     assert abs(carbon_carbon - 0.1535) < 0.02
-    with pytest.raises(ValueError, match="seed must be a positive integer"):
-        run_md(ethanol_model, ethanol_xyz, 20, tmp_path / "c.dcd", seed=0, progress=False)
+    with pytest.raises(ValueError, match="seed must be an integer from 1"):
+        run_md(ethanol_model, ethanol_xyz, 20, tmp_path / "c.dcd", report_interval=10, seed=0, progress=False)
 
 
 def test_element_mismatch_is_refused_before_any_output(tmp_path, ethanol_model):
@@ -87,7 +100,7 @@ def test_element_mismatch_is_refused_before_any_output(tmp_path, ethanol_model):
     water.write_text("4\nammonia\nN 0 0 0\nH 1 0 0\nH 0 1 0\nH 0 0 1\n")
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"unsupported: atom 0 \(N\)"):
-        run_md(ethanol_model, water, 10, out / "t.dcd", progress=False)
+        run_md(ethanol_model, water, 10, out / "t.dcd", report_interval=5, progress=False)
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -97,8 +110,8 @@ def test_input_structure_is_never_overwritten(tmp_path, ethanol_model, ethanol_x
     with open(pdb, "w") as handle:
         app.PDBFile.writeFile(molecule.topology, molecule.positions * unit.angstrom, handle)
     before = pdb.read_text()
-    with pytest.raises(ValueError, match="would overwrite the input structure"):
-        run_md(ethanol_model, pdb, 10, tmp_path / "ethanol.dcd", progress=False)
+    with pytest.raises(ValueError, match="would destroy the input"):
+        run_md(ethanol_model, pdb, 10, tmp_path / "ethanol.dcd", report_interval=5, progress=False)
     assert pdb.read_text() == before
 
 

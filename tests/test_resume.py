@@ -91,8 +91,9 @@ def test_resume_refuses_another_experiment_and_nan_stops_with_the_last_good_stat
     longer = load_config(_write(tmp_path, "run", epochs=3))
     assert train(longer, progress=False, resume=True).epochs == 3  # extending a run is allowed
     exploding = load_config(_write(tmp_path, "boom", epochs=5, learning_rate=1.0e30))
-    with pytest.raises(FloatingPointError, match="last good state"):
-        train(exploding, progress=False)
+    with pytest.raises(FloatingPointError, match="No epoch had finished") as stopped:
+        train(exploding, progress=False)  # in its first epoch: there is no state or model to point to
+    assert "best.pt" not in str(stopped.value) and not (tmp_path / "boom" / "best.pt").exists()
 
 
 def test_config_values_of_the_wrong_type_are_named(tmp_path):

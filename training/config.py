@@ -212,8 +212,12 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
         raise FileNotFoundError(f"no such config file: {path}")
     try:
         values = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a text file (undecodable byte at offset {error.start}); give a YAML config"
+        ) from None
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]
     return _build(ForecastExperimentConfig if forecast else ExperimentConfig, values, str(path))
 

@@ -5,7 +5,7 @@ import torch
 
 from attnforce import keys
 from attnforce.models import Potential
-from attnforce.units import mev_per_ev
+from attnforce.units import EV_PER_ENERGY_UNIT, mev_per_ev
 from systems.frames import Frames, collate
 
 
@@ -23,6 +23,25 @@ def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple
             energies.append(energy.detach().double().cpu().numpy())
             forces.append(force.detach().double().cpu().numpy().reshape(len(indices), -1, 3))
     return np.concatenate(energies), np.concatenate(forces)
+
+
+def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, margin: float = 5.0) -> None:
+    """Refuse a stated energy unit that the predictions contradict: ValueError when reading the reference forces in
+    another unit of :data:`~attnforce.units.EV_PER_ENERGY_UNIT` brings them ``margin`` times closer to the
+    predicted forces (eV/Å, (F, N, 3)) than ``energy_unit`` does. Forces decide, since energies carry an arbitrary
+    per-molecule offset; a factor of 5 separates every pair of the units (the closest, kcal and kJ, differ by 4.2
+    in the forces' size, which the error ratio exceeds for any model worth evaluating)."""
+    stated = EV_PER_ENERGY_UNIT[energy_unit]
+    raw = np.asarray(frames.forces[: min(len(frames), 256)]) / stated  # the file's numbers
+    predicted = forces[: len(raw)]
+    errors = {unit: float(np.mean(np.abs(predicted - raw * ev))) for unit, ev in EV_PER_ENERGY_UNIT.items()}
+    best = min(errors, key=errors.get)
+    if best != energy_unit and errors[best] * margin < errors[energy_unit]:
+        raise ValueError(
+            f"{frames.source}: its forces match the model's in {best} (mean error {errors[best] * mev_per_ev:.3g} "
+            f"meV/Å), not in {energy_unit} ({errors[energy_unit] * mev_per_ev:.3g} meV/Å): give --energy-unit {best} "
+            "if that is the file's unit"
+        )
 
 
 def metrics(energies: np.ndarray, forces: np.ndarray, frames: Frames) -> dict[str, float]:

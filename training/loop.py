@@ -195,6 +195,23 @@ def _restore_random_states(states: dict, rng: np.random.Generator, device: torch
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+def check_run_directory(output: str | Path, resume: bool) -> None:
+    """Refuse, before any work, a run whose output folder holds another run's files: a fresh run there would
+    replace that run's ``best.pt`` and ``last.pt`` before it had a model of its own (ValueError naming the fix)."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is a file, not a run directory: give a folder")
+    held = [name for name in ("best.pt", "last.pt") if (output / name).exists()]
+    if not held or (resume and "last.pt" in held):
+        return
+    if resume:
+        raise ValueError(f"{output} holds best.pt but no last.pt to resume from: give another output folder")
+    raise ValueError(
+        f"{output} already holds a run ({', '.join(held)}): continue it with --resume, or give another --output "
+        "(nothing was changed)"
+    )
+
+
 def run_epochs(
     model: nn.Module,
     objective: Objective,
@@ -249,9 +266,6 @@ def run_epochs(
     board = None
     if group.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        if epoch_start == 0:  # a reused run directory must not hand back an older run's model or state
-            (output / "best.pt").unlink(missing_ok=True)
-            last_path.unlink(missing_ok=True)
         dump_config(config, output / "config.yaml")
         if settings.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -304,9 +318,13 @@ def run_epochs(
                 batch_loss = distributed.mean_over_processes(loss.detach(), group)
                 if not torch.isfinite(batch_loss):
                     raise FloatingPointError(
-                        f"epoch {epoch}: the training loss is {batch_loss.item()}; stopped. The last good state is "
-                        f"{last_path} (resume from it with a lower learning rate), the best model "
-                        f"{output / 'best.pt'}"
+                        f"epoch {epoch}: the training loss is {batch_loss.item()}; stopped. "
+                        + (
+                            f"The last good state is {last_path} (resume from it with a lower learning rate), the "
+                            f"best model {output / 'best.pt'}"
+                            if last_path.is_file()
+                            else "No epoch had finished: lower training.learning_rate and start again"
+                        )
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -4,15 +4,19 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import openmm
-import openmmtorch  # noqa: F401  (registers TorchForce; torch is imported first, by attnforce.models)
 import torch
 from openmm import app, unit
 
 from attnforce.checkpoint import SavedModel, load_model
 from attnforce.export import build_module, is_torchscript, read_metadata
 from attnforce.nn import check_minimum_image
-from systems.elements import symbol
+from attnforce.openmm.quiet import quiet_simtk_notice
+from systems.elements import formula
+
+with quiet_simtk_notice():  # openmm-torch's wrapper imports the old name, which logs a deprecation on each run
+    import openmmtorch  # registers TorchForce; torch is imported first, by attnforce.models
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,14 @@ def ensure_torch_kernels() -> None:
 def topology_atomic_numbers(topology: app.Topology, atoms: Sequence[int] | None = None) -> list[int]:
     """Atomic numbers of ``atoms`` (default: all) of a topology; ValueError for atoms without an element."""
     topology_atoms = list(topology.atoms())
-    indices = range(len(topology_atoms)) if atoms is None else atoms
+    indices = range(len(topology_atoms)) if atoms is None else list(atoms)
+    if not indices:
+        raise ValueError("atoms is empty: give the indices of the atoms the model acts on, or None for all")
+    not_indices = [i for i in indices if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+    if not_indices:
+        raise ValueError(f"atoms must be integer atom indices, got {not_indices}")
+    if len(set(indices)) != len(indices):
+        raise ValueError("atoms lists an atom more than once; each atom the model acts on appears once")
     numbers = []
     for index in indices:
         if not 0 <= index < len(topology_atoms):
@@ -93,8 +104,8 @@ def create_force(
         metadata = read_metadata(loaded)
         if [int(z) for z in atomic_numbers] != metadata["atomic_numbers"]:
             raise ValueError(
-                f"{loaded} was exported for atoms {_formula(metadata['atomic_numbers'])} in a different order or "
-                f"composition than the topology's {_formula(atomic_numbers)}; export it for this molecule"
+                f"{loaded} was exported for atoms {formula(metadata['atomic_numbers'])} in a different order or "
+                f"composition than the topology's {formula(atomic_numbers)}; export it for this molecule"
             )
         if indices != metadata["atom_indices"]:
             raise ValueError(f"{loaded} was exported for atom indices {metadata['atom_indices']}, not {indices}")
@@ -173,7 +184,7 @@ def learned_force(
         "learned force (%s backend) for %d atoms (%s)%s",
         backend,
         len(numbers),
-        _formula(numbers),
+        formula(numbers),
         ", periodic" if box is not None else "",
     )
     return force
@@ -215,10 +226,3 @@ def add_force(
     force = learned_force(topology, model, atoms, outputs_forces, backend, device, cuda_graphs)
     force.setForceGroup(force_group)
     return system.addForce(force)
-
-
-def _formula(atomic_numbers: Sequence[int]) -> str:
-    counts: dict[str, int] = {}
-    for z in atomic_numbers:
-        counts[symbol(z)] = counts.get(symbol(z), 0) + 1
-    return "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(counts.items()))

@@ -1,0 +1,458 @@
+"""Hostile and careless input to the command line: each case exits with 2 and one line naming the problem, prints
+no traceback, runs no code from a file, and leaves the folder exactly as it was (inputs byte-identical, no new or
+partial files).
+
+Inputs are made here from the embedded aspirin structure and model, so the cases run on a fresh clone.
+"""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnforce.checkpoint import load_model, resolve_model_path
+from attnforce.cli import describe_error, main
+from systems.molecules import load_molecule
+
+EMBEDDED_XYZ = Path(__file__).resolve().parents[1] / "attnforce" / "data" / "aspirin.xyz"
+#: The file a crafted pickle would create if its code ran.
+MARKER = "code-ran"
+TRAIN_CONFIG = (
+    "data:\n  path: labels_ev.xyz\n  energy_unit: eV\n  split: [2, 1, 1]\nmodel:\n  preset: sake-small\n"
+    "output: {output}\n"
+)
+
+
+class _RunsCode:
+    """Pickles to a call of ``os.system``: what a crafted file would do."""
+
+    def __init__(self, folder: Path):
+        self.command = f"touch {folder / MARKER}"
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``folder``, hidden ones included."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+def _xyz_lines() -> list[str]:
+    return EMBEDDED_XYZ.read_text().splitlines()
+
+
+def _write_pdb(path: Path) -> None:
+    from openmm import app, unit
+
+    molecule = load_molecule(EMBEDDED_XYZ)
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(molecule.topology, molecule.positions * unit.angstrom, handle)
+
+
+def _labelled_frames_in_ev(path: Path, frames: int = 4) -> None:
+    """Extended XYZ of perturbed aspirin labelled by the embedded model (plus noise), energies in eV."""
+    from training.evaluation import predict
+
+    saved = load_model("default")
+    molecule = load_molecule(EMBEDDED_XYZ)
+    rng = np.random.default_rng(0)
+    positions = molecule.positions[None] + rng.normal(scale=0.03, size=(frames,) + molecule.positions.shape)
+    from systems.frames import Frames
+
+    unlabelled = Frames(
+        atomic_numbers=np.array(molecule.atomic_numbers),
+        positions=positions,
+        energies=np.zeros(frames),
+        forces=np.zeros_like(positions),
+        source=str(path),
+    )
+    energies, forces = predict(saved.potential, unlabelled)
+    forces = forces + rng.normal(scale=0.03, size=forces.shape)
+    symbols = [line.split()[0] for line in _xyz_lines()[2:]]
+    lines = []
+    for k in range(frames):
+        lines += [str(len(symbols)), f'energy={energies[k]:.8f} Properties=species:S:1:pos:R:3:forces:R:3 pbc="F F F"']
+        lines += [
+            f"{s} " + " ".join(f"{v:.8f}" for v in (*positions[k, i], *forces[k, i])) for i, s in enumerate(symbols)
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _tampered_model(path: Path) -> None:
+    """The embedded SAKE model whose metadata claims nitrogen and sulfur too."""
+    saved = load_model("default")
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    stored["metadata"]["elements"] = sorted(stored["metadata"]["elements"] + [7, 16])
+    torch.save(stored, path)
+    assert saved.elements == [1, 6, 8]
+
+
+def _crafted_model(path: Path) -> None:
+    torch.save({"schema_version": 1, "architecture": _RunsCode(path.parent)}, path)
+
+
+def _crafted_motion_pickle(folder: Path) -> None:
+    (folder / "data" / "eghn_motion").mkdir(parents=True)
+    with open(folder / "data" / "eghn_motion" / "motion_run.pkl", "wb") as handle:
+        pickle.dump(([[1, 0]], [_RunsCode(folder)]), handle)
+    (folder / "running.yaml").write_text("data:\n  task: running\n  data_dir: data\noutput: running_run\n")
+
+
+def _existing_run(folder: Path) -> None:
+    run = folder / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"an earlier run's model")
+    (folder / "train.yaml").write_text(TRAIN_CONFIG.format(output="run"))
+
+
+def _files(folder: Path) -> None:
+    """Inputs every case can use."""
+    (folder / "mol.xyz").write_text(EMBEDDED_XYZ.read_text())
+    _write_pdb(folder / "mol.pdb")
+    (folder / "notes.txt").write_text("a file, not a folder\n")
+    (folder / "out.dcd").mkdir()  # a folder with an output's name
+    lines = _xyz_lines()
+    (folder / "short_count.xyz").write_text("\n".join(["15"] + lines[1:]) + "\n")
+    (folder / "long_count.xyz").write_text("\n".join(["30"] + lines[1:]) + "\n")
+    (folder / "zero.xyz").write_text("0\n\n")
+    (folder / "unknown_element.xyz").write_text("\n".join(lines[:2] + ["Qq 0 0 0"] + lines[3:]) + "\n")
+    (folder / "nan.xyz").write_text("\n".join(lines[:2] + ["C nan 0 0"] + lines[3:]) + "\n")
+    (folder / "nitrogen.xyz").write_text("\n".join(lines[:2] + ["N" + lines[2][1:]] + lines[3:]) + "\n")
+    (folder / "garbage.xyz").write_bytes(bytes(range(256)) * 4)
+    (folder / "garbage.pdb").write_bytes(bytes(range(256)) * 4)
+    (folder / "garbage.yaml").write_bytes(bytes(range(256)) * 4)
+    (folder / "garbage.pt").write_bytes(bytes(range(256)) * 4)
+    (folder / "garbage.npz").write_bytes(bytes(range(256)) * 4)
+    (folder / "empty.pdb").write_text("")
+    (folder / "text.pdb").write_text("hello, this is not a protein\n")
+    (folder / "molecule.mol2").write_text("@<TRIPOS>MOLECULE\n")
+    (folder / "unknown_key.yaml").write_text("data:\n  path: mol.xyz\n  energy_unit: eV\nsurprise: 1\n")
+    np.savez(
+        folder / "no_systems.npz",
+        positions=np.zeros((0, 5, 3)),
+        velocities=np.zeros((0, 5, 3)),
+        charges=np.ones((0, 5)),
+    )
+    nan_positions = np.zeros((1, 5, 3))
+    nan_positions[0, 0, 0] = np.nan
+    np.savez(folder / "nan_state.npz", positions=nan_positions, velocities=np.ones((1, 5, 3)), charges=np.ones((1, 5)))
+    np.savez(
+        folder / "one_system.npz",
+        positions=np.random.default_rng(0).normal(size=(1, 5, 3)),
+        velocities=np.zeros((1, 5, 3)),
+        charges=np.array([[1.0, -1.0, 1.0, -1.0, 1.0]]),
+    )
+    np.savez(folder / "object.npz", positions=np.array([{"a": 1}], dtype=object), velocities=np.zeros(1))
+    _crafted_model(folder / "crafted.pt")
+    _tampered_model(folder / "tampered.pt")
+    (folder / "model.pt").write_bytes(resolve_model_path("default").read_bytes())
+    _crafted_motion_pickle(folder)
+    _existing_run(folder)
+    (folder / "config_in_run").mkdir()
+    (folder / "config_in_run" / "config.yaml").write_text(TRAIN_CONFIG.format(output="config_in_run"))
+    _labelled_frames_in_ev(folder / "labels_ev.xyz")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    _files(folder)
+    return folder
+
+
+@pytest.fixture
+def workdir(inputs, tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "work"
+    subprocess.run(["cp", "-a", str(inputs), str(folder)], check=True)
+    monkeypatch.chdir(folder)
+    return folder
+
+
+MD = ["md", "--platform", "CPU", "--no-minimize"]
+
+#: (argv, words the message must hold): every case is refused with exit status 2.
+CASES = {
+    # Outputs that would destroy an input or each other, or cannot be written.
+    "csv-is-structure": (MD + ["--structure", "mol.xyz", "--dcd", "mol.dcd", "--csv", "mol.xyz"], "must end in .csv"),
+    "csv-is-dcd": (MD + ["--structure", "mol.xyz", "--dcd", "a.dcd", "--csv", "a.dcd"], "must end in .csv"),
+    "dcd-named-pdb": (MD + ["--structure", "mol.xyz", "--dcd", "out.pdb"], "must end in .dcd"),
+    "dcd-is-a-folder": (MD + ["--structure", "mol.xyz", "--dcd", "out.dcd"], "is a directory"),
+    "topology-is-structure": (MD + ["--structure", "mol.pdb", "--dcd", "mol.dcd"], "destroy the input"),
+    "png-named-csv": (MD + ["--structure", "mol.xyz", "--dcd", "a.dcd", "--png", "a.csv"], "must end in .png"),
+    "dcd-under-a-file": (MD + ["--structure", "mol.xyz", "--dcd", "notes.txt/a.dcd"], "not a directory"),
+    # Numbers.
+    "timestep-100fs": (MD + ["--dcd", "a.dcd", "--timestep-fs", "100"], "blow apart"),
+    "timestep-negative": (MD + ["--dcd", "a.dcd", "--timestep-fs", "-1"], "time step must be positive"),
+    "timestep-nan": (MD + ["--dcd", "a.dcd", "--timestep-fs", "nan"], "finite"),
+    "timestep-zero-with-time": (MD + ["--dcd", "a.dcd", "--timestep-fs", "0", "--time-ps", "1"], "--timestep-fs"),
+    "temperature-1e9": (MD + ["--dcd", "a.dcd", "--temperature", "1e9"], "temperature in kelvin"),
+    "temperature-negative": (MD + ["--dcd", "a.dcd", "--temperature", "-5"], "0 K or more"),
+    "temperature-inf": (MD + ["--dcd", "a.dcd", "--temperature", "inf"], "finite"),
+    "friction-negative": (MD + ["--dcd", "a.dcd", "--friction", "-1"], "friction must be"),
+    "friction-huge": (MD + ["--dcd", "a.dcd", "--friction", "1e9"], "overdamped"),
+    "time-inf": (MD + ["--dcd", "a.dcd", "--time-ps", "inf"], "--time-ps must be a positive"),
+    "time-negative": (MD + ["--dcd", "a.dcd", "--time-ps", "-2"], "--time-ps must be a positive"),
+    "time-below-one-step": (MD + ["--dcd", "a.dcd", "--time-ps", "1e-7"], "less than one step"),
+    "report-interval-above-steps": (
+        MD + ["--dcd", "a.dcd", "--steps", "10", "--report-interval", "100"],
+        "no frame",
+    ),
+    "seed-zero": (MD + ["--dcd", "a.dcd", "--seed", "0"], "seed must be an integer from 1"),
+    "seed-too-large": (MD + ["--dcd", "a.dcd", "--seed", "99999999999"], "seed must be an integer from 1"),
+    # Structures.
+    "structure-missing": (MD + ["--structure", "missing.xyz", "--dcd", "a.dcd"], "no such structure file"),
+    "structure-binary-xyz": (MD + ["--structure", "garbage.xyz", "--dcd", "a.dcd"], "garbage.xyz: not a text file"),
+    "structure-binary-pdb": (MD + ["--structure", "garbage.pdb", "--dcd", "a.dcd"], "garbage.pdb: not a text file"),
+    "structure-empty-pdb": (MD + ["--structure", "empty.pdb", "--dcd", "a.dcd"], "empty.pdb: no ATOM"),
+    "structure-text-pdb": (MD + ["--structure", "text.pdb", "--dcd", "a.dcd"], "text.pdb: no ATOM"),
+    "xyz-count-too-small": (MD + ["--structure", "short_count.xyz", "--dcd", "a.dcd"], "correct the count"),
+    "xyz-count-too-large": (MD + ["--structure", "long_count.xyz", "--dcd", "a.dcd"], "30 atoms announced"),
+    "xyz-no-atoms": (MD + ["--structure", "zero.xyz", "--dcd", "a.dcd"], "needs atoms"),
+    "xyz-unknown-element": (MD + ["--structure", "unknown_element.xyz", "--dcd", "a.dcd"], "unknown element"),
+    "xyz-nan": (MD + ["--structure", "nan.xyz", "--dcd", "a.dcd"], "NaN"),
+    "structure-mol2": (MD + ["--structure", "molecule.mol2", "--dcd", "a.dcd"], "unknown structure format"),
+    "element-the-model-lacks": (MD + ["--structure", "nitrogen.xyz", "--dcd", "a.dcd"], "N"),
+    # Models.
+    "model-missing": (MD + ["--model", "missing.pt", "--dcd", "a.dcd"], "no such model file"),
+    "model-garbage": (MD + ["--model", "garbage.pt", "--dcd", "a.dcd"], "not a readable attnforce model"),
+    "model-crafted-pickle": (MD + ["--model", "crafted.pt", "--dcd", "a.dcd"], "never unpickles"),
+    "model-tampered-elements": (MD + ["--model", "tampered.pt", "--dcd", "a.dcd"], "not trained on"),
+    "platform-unknown": (MD + ["--dcd", "a.dcd", "--steps", "2", "--platform", "Quantum"], "not available"),
+    "export-over-model": (["export", "model.pt", "--output", "model.pt"], "destroy the input"),
+    "export-to-folder": (["export", "default", "--output", "out.dcd"], "is a directory"),
+    "export-over-structure": (["export", "default", "--structure", "mol.pdb", "--output", "mol.pdb"], "destroy"),
+    "export-crafted": (["export", "crafted.pt", "--output", "x.pt"], "never unpickles"),
+    "info-crafted": (["info", "crafted.pt"], "never unpickles"),
+    # Evaluation.
+    "evaluate-json-folder": (
+        ["evaluate", "default", "labels_ev.xyz", "--energy-unit", "eV", "--json", "out.dcd"],
+        "is a directory",
+    ),
+    "evaluate-json-is-data": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "destroy the input"),
+    "evaluate-ev-read-as-mev": (["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"], "--energy-unit eV"),
+    "evaluate-binary-data": (["evaluate", "default", "garbage.xyz", "--energy-unit", "eV"], "not a text file"),
+    "evaluate-npz-garbage": (["evaluate", "default", "garbage.npz", "--energy-unit", "eV"], "not a readable .npz"),
+    "evaluate-unknown-unit": (
+        ["evaluate", "default", "labels_ev.xyz", "--energy-unit", "furlong"],
+        "unknown energy unit",
+    ),
+    # Training.
+    "train-binary-config": (["train", "garbage.yaml"], "garbage.yaml: not a text file"),
+    "train-unknown-key": (["train", "unknown_key.yaml"], "surprise"),
+    "train-missing-config": (["train", "missing.yaml"], "no such config file"),
+    "train-over-earlier-run": (["train", "train.yaml"], "already holds a run"),
+    "train-resume-without-state": (["train", "train.yaml", "--resume"], "no last.pt"),
+    "train-over-its-config": (["train", "config_in_run/config.yaml"], "destroy the input"),
+    "train-output-is-a-file": (["train", "train.yaml", "--output", "notes.txt"], "not a directory"),
+    # Learned integrators.
+    "train-running-crafted-pickle": (
+        ["train", "running.yaml"],
+        "refused: it could run code",
+    ),
+    "forecast-no-systems": (
+        ["forecast", "--task", "nbody", "--initial", "no_systems.npz", "--output", "f.npz"],
+        "nothing to forecast",
+    ),
+    "forecast-garbage-initial": (
+        ["forecast", "--task", "nbody", "--initial", "garbage.npz", "--output", "f.npz"],
+        "not a readable NPZ",
+    ),
+    "forecast-object-initial": (
+        ["forecast", "--task", "walking", "--initial", "object.npz", "--output", "f.npz"],
+        "not a readable NPZ",
+    ),
+    "forecast-nan-initial": (["forecast", "--task", "nbody", "--initial", "nan_state.npz", "--output", "f.npz"], "NaN"),
+    "forecast-over-initial": (
+        ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--output", "one_system.npz"],
+        "destroy the input",
+    ),
+    "forecast-output-folder": (["forecast", "--task", "nbody", "--output", "out.dcd"], "must name a .npz"),
+    "forecast-dcd-named-pdb": (
+        ["forecast", "--task", "nbody", "--output", "f.npz", "--dcd", "f.pdb"],
+        "must name a .dcd",
+    ),
+    "forecast-horizons-1e8": (
+        ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--horizons", "100000000", "--output", "f.npz"],
+        "GiB of memory is free",
+    ),
+    "forecast-horizons-1e6-test-set": (
+        ["forecast", "--task", "nbody", "--horizons", "1000000", "--output", "f.npz"],
+        "GiB of memory is free",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refused_with_one_line_and_the_folder_unchanged(case, workdir, caplog, capsys):
+    argv, words = CASES[case]
+    before = snapshot(workdir)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and words in errors[0].getMessage(), caplog.text
+    assert "\n" not in errors[0].getMessage()
+    assert "Traceback" not in caplog.text + captured.out + captured.err
+    assert "weights_only=False" not in caplog.text and "weights_only` set to `False" not in caplog.text
+    assert snapshot(workdir) == before
+    assert not (workdir / MARKER).exists()
+
+
+def test_outputs_that_clash_are_refused_before_any_work(tmp_path):
+    from attnforce.atomic import check_outputs
+
+    (tmp_path / "in.pdb").write_text("x")
+    with pytest.raises(ValueError, match="destroy the input"):
+        check_outputs({"--out": tmp_path / "in.pdb"}, {"--structure": tmp_path / "in.pdb"})
+    with pytest.raises(ValueError, match="are the same file"):
+        check_outputs({"a": tmp_path / "x.csv", "b": tmp_path / "sub" / ".." / "x.csv"})
+    check_outputs({"a": tmp_path / "new" / "x.csv"}, {"missing input": tmp_path / "none.xyz", "embedded": None})
+
+
+@pytest.mark.parametrize(
+    "atoms, words",
+    [([], "atoms is empty"), ([0.5], "integer atom indices"), ([0, 0], "more than once"), ([99], "outside")],
+)
+def test_add_force_refuses_bad_atom_lists(atoms, words):
+    import openmm
+
+    from attnforce.openmm.force import add_force
+
+    molecule = load_molecule(EMBEDDED_XYZ)
+    system = openmm.System()
+    for atom in molecule.topology.atoms():
+        system.addParticle(atom.element.mass)
+    with pytest.raises(ValueError, match=words):
+        add_force(system, molecule.topology, "default", atoms=atoms)
+    assert system.getNumForces() == 0
+
+
+def test_crafted_pickles_run_no_code(tmp_path):
+    from systems.forecasting import running_trials
+    from systems.restricted_pickle import load_array_pickle
+
+    _crafted_model(tmp_path / "crafted.pt")
+    with pytest.raises(ValueError, match="never unpickles") as refused:
+        load_model(tmp_path / "crafted.pt")
+    assert "posix.system" in str(refused.value) and "weights_only" not in str(refused.value)
+    _crafted_motion_pickle(tmp_path)
+    with pytest.raises(ValueError, match="posix.system"):
+        running_trials(tmp_path / "data" / "eghn_motion" / "motion_run.pkl")
+    assert not (tmp_path / MARKER).exists()
+    arrays = ([[1, 0]], [np.arange(6.0).reshape(1, 2, 3)], {"n": 3})
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps(arrays))
+    loaded = load_array_pickle(tmp_path / "plain.pkl")
+    assert loaded[0] == [[1, 0]] and np.array_equal(loaded[1][0], arrays[1][0]) and loaded[2] == {"n": 3}
+
+
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (PermissionError(13, "Permission denied", "/x/out.dcd"), "/x/out.dcd: Permission denied; check its"),
+        (IsADirectoryError(21, "Is a directory", "out.csv"), "out.csv: Is a directory; give a file name"),
+        (MemoryError(), "out of memory; ask for less"),
+        (OverflowError("Python int too large to convert to C int"), "unexpected OverflowError"),
+        (ZeroDivisionError("float division by zero"), "--debug"),
+        (RuntimeError("The following operation failed\nframe #0: c10::Error"), "(--debug shows the details)"),
+    ],
+)
+def test_every_error_becomes_one_line(error, words, monkeypatch, caplog):
+    import attnforce.cli
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(attnforce.cli, "_info", fail)
+    assert main(["info"]) == 2
+    assert words in caplog.text and "Traceback" not in caplog.text
+    assert "\n" not in describe_error(error)
+    with pytest.raises(type(error)):
+        main(["--debug", "info"])
+
+
+def test_openmm_exception_is_one_line():
+    import openmm
+
+    assert describe_error(openmm.OpenMMException("Particle coordinate is NaN.\nmore")) == (
+        "OpenMM: Particle coordinate is NaN."
+    )
+
+
+def test_simtk_deprecation_notice_is_filtered_and_other_warnings_stand():
+    script = "import logging, attnforce.openmm.force; logging.getLogger('x').warning('a real warning')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "simtk" not in done.stderr and "a real warning" in done.stderr
+
+
+def test_evaluate_warns_about_a_molecule_the_model_never_saw(workdir, caplog):
+    lines = (workdir / "labels_ev.xyz").read_text().splitlines()
+    frames = [lines[k : k + 23] for k in range(0, len(lines), 23)]
+    ethanol_like = []
+    for frame in frames:  # drop aspirin's last 2 hydrogens: same elements, another molecule
+        ethanol_like += ["19", frame[1]] + frame[2:21]
+    (workdir / "other.xyz").write_text("\n".join(ethanol_like) + "\n")
+    assert main(["evaluate", "default", "other.xyz", "--energy-unit", "eV", "--bootstrap", "10"]) == 0
+    assert "never saw" in caplog.text and "C9H6O4" in caplog.text
+
+
+def test_killed_md_leaves_no_partial_file_after_the_next_run(tmp_path):
+    """SIGKILL mid-run leaves temporary files; the next run with the same outputs removes them and succeeds."""
+    command = [sys.executable, "-m", "attnforce.cli", "md", "--platform", "CPU", "--no-minimize", "--dcd", "md.dcd"]
+    killed = subprocess.Popen([*command, "--steps", "100000"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".md.*.partial.csv")) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # mid-run: the DCD and CSV are being written
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    partials = sorted(p.name for p in tmp_path.glob(".md.*.partial.*"))
+    assert len(partials) >= 3, (partials, killed.stderr.read())
+    assert not list(tmp_path.glob("md.*"))  # nothing under the final names
+    done = subprocess.run([*command, "--steps", "4"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["md.csv", "md.dcd", "md.pdb", "md.png"]
+
+
+def test_partial_files_of_a_live_writer_are_kept(tmp_path):
+    from attnforce.atomic import atomic_output
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".out.{sleeper.pid}-abc.partial.csv"
+        live.write_text("another process is writing this")
+        dead = tmp_path / ".out.999999999-abc.partial.csv"  # beyond any process id
+        dead.write_text("left by a killed run")
+        with atomic_output(tmp_path / "out.csv") as tmp:
+            tmp.write_text("new")
+        assert live.exists() and not dead.exists() and (tmp_path / "out.csv").read_text() == "new"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_md_blow_up_names_its_likely_causes(tmp_path):
+    from integrators.md import run_md
+
+    with pytest.raises(FloatingPointError, match="Likely causes: the time step"):
+        run_md(
+            "default",
+            "default",
+            400,
+            tmp_path / "hot.dcd",
+            timestep_fs=8.0,  # legal (with a warning), and unstable for aspirin without constraints
+            temperature_k=300.0,
+            report_interval=20,
+            minimize=False,
+            platform="CPU",
+            seed=1,
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []
