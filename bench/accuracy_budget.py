@@ -20,6 +20,7 @@ Needs the ``bench`` extra. Run from the repository root::
 import argparse
 import copy
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ def train_tensornet(config, width: int) -> dict:
 def run_one(model: str, molecule: str, minutes: float, output: Path) -> dict:
     """Train one model on one molecule for the budget; its test errors."""
     config = experiment(model, molecule, minutes, output)
+    shutil.rmtree(output, ignore_errors=True)  # this benchmark's own run folder: training refuses an earlier run's
     start = time.perf_counter()
     if MODELS[model][0] == "ours":
         from attnforce.checkpoint import load_model

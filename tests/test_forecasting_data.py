@@ -1,7 +1,5 @@
 """Forecasting tasks: the N-body protocol's splits, the walking and running trials and their GMN/EGHN splits."""
 
-import pickle
-
 import numpy as np
 import pytest
 from conftest import DATA
@@ -23,6 +21,7 @@ from systems.forecasting import (
     walking_trials,
 )
 from systems.nbody import simulate
+from systems.restricted_pickle import load_array_pickle
 
 needs_data = pytest.mark.skipif(not (DATA / "cmu_mocap").is_dir(), reason=f"reference data not found at {DATA}")
 
@@ -89,12 +88,10 @@ def test_walking_trials_are_the_23_long_ones_and_split_as_gmn_does():
     assert len(walking) == 23
     assert min(len(sequences[k]) for k in walking) >= 80
     assert max(len(s) for k, s in enumerate(sequences) if k not in walking) < 45
-    with open(DATA / "eghn_motion" / "split.pkl", "rb") as handle:
-        gmn = pickle.load(handle)
+    gmn = load_array_pickle(DATA / "eghn_motion" / "split.pkl")
     for split, ids in zip(("train", "validation", "test"), gmn, strict=True):
         assert set(GMN_WALKING_SPLIT[split]) == set(ids)
-    with open(DATA / "eghn_motion" / "split_run.pkl", "rb") as handle:
-        eghn = pickle.load(handle)
+    eghn = load_array_pickle(DATA / "eghn_motion" / "split_run.pkl")
     for split, ids in zip(("train", "validation", "test"), eghn, strict=True):
         assert set(EGHN_RUNNING_SPLIT[split]) == set(ids)
 

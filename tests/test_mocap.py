@@ -1,13 +1,12 @@
 """ASF/AMC reading and forward kinematics on CMU subject 35 (../shared/data/cmu_mocap)."""
 
-import pickle
-
 import numpy as np
 import pytest
 from conftest import DATA
 from scipy.io import loadmat
 
 from systems.mocap import euler_matrix, forward_kinematics, read_amc, read_asf
+from systems.restricted_pickle import load_array_pickle
 
 MOCAP = DATA / "cmu_mocap"
 
@@ -70,8 +69,7 @@ def test_joint_order_matches_the_gmn_eghn_motion_data(skeleton):
     path = DATA / "eghn_motion" / "motion_run.pkl"
     if not path.is_file():
         pytest.skip(f"reference data not found at {path}")
-    with open(path, "rb") as handle:
-        edges, _ = pickle.load(handle)
+    edges, _ = load_array_pickle(path)
     assert sorted(tuple(sorted(map(int, e))) for e in edges) == sorted(tuple(sorted(e)) for e in skeleton.edges)
 
 
