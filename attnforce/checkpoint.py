@@ -138,6 +138,14 @@ def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
         ) from None
 
 
+def restore_potential(network: torch.nn.Module, stored: dict) -> Potential:
+    """``network`` (built from the stored architecture and hyperparameters) wrapped as a :class:`Potential` holding
+    ``stored["state_dict"]``: the weights, energy scale and element shifts."""
+    potential = Potential(network, 1.0, torch.zeros(119))  # scale and shifts come with the state_dict
+    potential.load_state_dict(stored["state_dict"])
+    return potential
+
+
 def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
     """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
     path = resolve_model_path(model)
@@ -157,9 +165,7 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
     try:
-        model = build_model(stored["architecture"], stored["hyperparameters"], dtype)
-        potential = Potential(model, 1.0, torch.zeros(119))  # scale and shifts come with the state_dict
-        potential.load_state_dict(stored["state_dict"])
+        potential = restore_potential(build_model(stored["architecture"], stored["hyperparameters"], dtype), stored)
         metadata = stored["metadata"]
         missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
         if missing:

@@ -12,7 +12,6 @@ import math
 import sys
 from pathlib import Path
 
-
 #: Steps between saved frames of ``attnforce md`` unless --report-interval says otherwise.
 DEFAULT_REPORT_INTERVAL = 100
 

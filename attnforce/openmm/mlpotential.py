@@ -16,9 +16,11 @@ openmm-torch's TorchForce, except for ``createMixedSystem(interpolate=True)``, w
 module) and ``device`` (PythonForce only; default: CUDA when torch sees a GPU).
 """
 
+import copy
 from collections.abc import Iterable
 
 import openmm
+import torch
 from openmm import app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
@@ -46,13 +48,16 @@ class AttnforcePotentialImpl(MLPotentialImpl):
     def __init__(self, name: str, model_path: str | None):
         self.architecture = POTENTIALS[name]
         self.model = str(model_path) if model_path is not None else self.architecture
-        saved = load_model(self.model)
+        saved = load_model(self.model, torch.float32)
         if saved.architecture != self.architecture:
             raise ValueError(
                 f"{saved.path} is a {saved.architecture} model; "
                 f"load it as MLPotential('attnforce-{saved.architecture}')"
             )
         self.default_dtype = saved.metadata.get("training", {}).get("dtype", "float32")
+        #: the model read in each dtype asked for, copied for each force: building an Equiformer generates e3nn code
+        #: (seconds), copying one takes a tenth of that, and openmm-ml asks for a force per System it makes
+        self.loaded: dict[torch.dtype, SavedModel] = {torch.float32: saved}
 
     def addForces(
         self,
@@ -75,7 +80,9 @@ class AttnforcePotentialImpl(MLPotentialImpl):
                 "backend='torch' cannot serve createMixedSystem(interpolate=True): openmm-ml copies the force, and "
                 "openmm-torch 1.5 crashes copying a TorchForce; use backend='python' (the default)"
             )
-        saved: SavedModel = load_model(self.model, dtype)
+        if dtype not in self.loaded:
+            self.loaded[dtype] = load_model(self.model, dtype)
+        saved = copy.deepcopy(self.loaded[dtype])
         device = str(self._getTorchDevice(args))
         # openmm-ml may pass a System still being assembled (interpolation collects forces in an empty one), so
         # the force is built from the topology alone.
@@ -84,5 +91,9 @@ class AttnforcePotentialImpl(MLPotentialImpl):
         system.addForce(force)
 
     def getMLLongRange(self) -> bool:
-        """attnforce models are local (a cutoff or one molecule's pairs): no long-range interactions."""
+        """attnforce models are local (a cutoff or one molecule's pairs): no long-range interactions.
+
+        Under PME, openmm-ml's mechanical embedding then removes the MM energy of each pair of ML atoms at its minimum
+        image and keeps their interactions with the other periodic images (README: openmm-ml, PythonForce and ASE).
+        """
         return False
