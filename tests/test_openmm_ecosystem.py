@@ -5,6 +5,8 @@ without interpolation, isolated and in a PME box) on the released openmmml packa
 import copy
 import math
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 from conftest import CUTOFF_VARIANTS, ETHANOL, MODEL_VARIANTS, energy_and_forces, make_saved, random_molecule
 from openmm import app, unit
-from openmmml import MLPotential  # before attnforce.openmm.mlpotential, which openmmml loads as an entry point
+from openmmml import MLPotential
 
 from attnforce import units
 from attnforce.checkpoint import SavedModel, load_model, read_stored, resolve_model_path, save_model
@@ -390,3 +392,11 @@ def test_ase_calculator_equals_the_model_and_runs_nve_md(architecture):
     dynamics.run(80)
     kinetic_scale = 1.5 * len(atoms) * ase_units.kB * 300
     assert np.max(np.abs(np.array(totals) - start)) < 0.02 * kinetic_scale  # seen: about 0.1% for both
+
+
+def test_the_plugin_imports_before_openmm_ml():
+    """openmm-ml loads its entry points while it is imported; importing our plugin first must not meet itself
+    half-initialised."""
+    script = "import attnforce.openmm.mlpotential; from openmmml import MLPotential; MLPotential('attnforce-sake')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -22,24 +22,14 @@ from collections.abc import Iterable
 import openmm
 import torch
 from openmm import app
-from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+from openmmml.mlpotential import MLPotentialImpl
 
 from attnforce.checkpoint import DTYPES, SavedModel, load_model
 from attnforce.openmm.force import learned_force
+from attnforce.openmm.mlpotential_entry import POTENTIALS
 
-#: openmm-ml names -> the architecture each serves, which is also the embedded model used without ``modelPath``.
-POTENTIALS = {"attnforce-sake": "sake", "attnforce-equiformer": "equiformer"}
 #: openmm-ml's precision names -> attnforce's dtype names.
 PRECISIONS = {"single": "float32", "double": "float64"}
-
-
-class AttnforcePotentialImplFactory(MLPotentialImplFactory):
-    """Creates the implementation of ``MLPotential(name, modelPath=None)`` for the names in :data:`POTENTIALS`."""
-
-    def createImpl(self, name: str, modelPath: str | None = None, **args) -> MLPotentialImpl:
-        if args:
-            raise ValueError(f"MLPotential({name!r}) takes modelPath only, got {sorted(args)}")
-        return AttnforcePotentialImpl(name, modelPath)
 
 
 class AttnforcePotentialImpl(MLPotentialImpl):
