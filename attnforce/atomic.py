@@ -26,7 +26,7 @@ def _process_alive(pid: int) -> bool:
 
 def _remove_stale_partials(path: Path) -> None:
     """Remove temporary files of ``path`` that a killed process left (their writer's process id is gone)."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)-[^/]*\.partial{re.escape(path.suffix)}")
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)-[a-z0-9_]{{8}}\.partial{re.escape(path.suffix)}")
     if not path.parent.is_dir():
         return
     for candidate in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
@@ -68,12 +68,16 @@ def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | 
             cannot be written.
     """
     seen: dict[Path, str] = {}
-    read = {Path(p).resolve(): what for what, p in dict(inputs).items() if p is not None and Path(p).exists()}
+    existing = {what: Path(p) for what, p in dict(inputs).items() if p is not None and Path(p).is_file()}
+    read = {path.resolve(): what for what, path in existing.items()}
     for what, path in outputs.items():
         path = Path(path)
         resolved = path.resolve()
-        if resolved in read:
-            raise ValueError(f"{what} {path} is the input {read[resolved]}: writing it would destroy the input")
+        same = next((w for w, p in existing.items() if path.is_file() and os.path.samefile(p, path)), None)
+        if resolved in read or same:
+            raise ValueError(
+                f"{what} {path} is the input {read.get(resolved, same)}: writing it would destroy the input"
+            )
         if resolved in seen:
             raise ValueError(f"{what} and {seen[resolved]} are the same file {path}: give each its own name")
         seen[resolved] = what

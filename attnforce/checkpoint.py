@@ -40,6 +40,13 @@ UNITS = {"length": "angstrom", "energy": "eV"}
 #: The dtypes a model is trained and loaded in, by the names configs and training records use.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+#: What the other files attnforce writes say they are (their ``kind``), for the message when one is given as a model.
+FORECASTER_KIND, TRAINING_STATE_KIND = "forecaster", "training_state"
+OTHER_KINDS = {
+    FORECASTER_KIND: "a learned integrator (give it to attnforce forecast --model)",
+    TRAINING_STATE_KIND: "a training state (continue its run with attnforce train CONFIG --resume)",
+}
+
 #: ``MIGRATIONS[v]`` turns a schema-v dict into a schema-(v+1) dict.
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
@@ -150,6 +157,8 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
     """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
     path = resolve_model_path(model)
     stored = read_stored(path)
+    if isinstance(stored, dict) and stored.get("kind") in OTHER_KINDS:
+        raise ValueError(f"{path}: {OTHER_KINDS[stored['kind']]}, not an energy model")
     if not isinstance(stored, dict) or "schema_version" not in stored:
         raise ValueError(f"{path}: not an attnforce model (no schema_version)")
     version = stored["schema_version"]
@@ -170,6 +179,9 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
         if missing:
             raise KeyError(f"metadata lacks {missing}")
+        not_finite = [name for name, value in stored["state_dict"].items() if not torch.isfinite(value).all()]
+        if not_finite:
+            raise ValueError(f"{path}: weights {not_finite[:3]} hold NaN or infinite values; the file is damaged")
         shifts = potential.element_shifts
         outside = [z for z in metadata["elements"] if not 0 < int(z) < 119]
         # Training gives every element of its data a least-squares energy shift and leaves the others at zero

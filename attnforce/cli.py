@@ -67,6 +67,8 @@ def _export(args: argparse.Namespace) -> None:
     from attnforce.export import export_torchscript
     from systems.molecules import load_molecule
 
+    if Path(args.output).suffix != ".pt":
+        raise ValueError(f"--output {args.output} must end in .pt (a TorchScript file for openmm-torch)")
     check_outputs({"--output": args.output}, {"MODEL": args.model, "--structure": args.structure})
     saved = load_model(args.model)
     molecule = load_molecule(args.structure) if args.structure else None
@@ -232,6 +234,8 @@ def _forecast(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from attnforce.atomic import atomic_output, check_outputs
     from attnforce.checkpoint import DTYPES, load_model
     from systems import random_split, read_dataset
@@ -239,6 +243,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from training.evaluation import bootstrap_metrics, check_energy_unit, predict
 
     if args.json:
+        if Path(args.json).suffix.lower() != ".json":
+            raise ValueError(f"--json {args.json} must end in .json")
         check_outputs({"--json": args.json}, {"MODEL": args.model, "DATA": args.data})
     saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
@@ -269,6 +275,8 @@ def _evaluate(args: argparse.Namespace) -> None:
             )
         frames = frames.subset(random_split(len(frames), split["sizes"], split["seed"])[2])
     energies, forces = predict(saved.potential, frames)
+    if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
+        raise FloatingPointError(f"{saved.path} predicts NaN or infinite energies or forces on {args.data}")
     check_energy_unit(forces, frames, energy_unit)
     result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
     print(f"{saved.path} on {args.data} ({args.split}: {len(frames)} frames; {args.bootstrap} bootstrap resamples)")

@@ -116,6 +116,10 @@ def is_torchscript(path: str | Path) -> bool:
         return False
 
 
+#: What every exported file's metadata holds, beside the saved model's (units, cutoff, elements, ...).
+EXPORTED_KEYS = ("architecture", "units", "cutoff", "elements", "atomic_numbers", "atom_indices", "outputs_forces")
+
+
 def read_metadata(path: str | Path) -> dict:
     """The metadata embedded in an exported file, without loading the model."""
     path = Path(path)
@@ -125,4 +129,11 @@ def read_metadata(path: str | Path) -> dict:
         names = [n for n in archive.namelist() if n.endswith(f"extra/{METADATA_FILE}")]
         if not names:
             raise ValueError(f"{path}: TorchScript file without attnforce metadata (not exported by attnforce)")
-        return json.loads(archive.read(names[0]))
+        try:
+            metadata = json.loads(archive.read(names[0]))
+        except ValueError as error:
+            raise ValueError(f"{path}: its attnforce metadata is not JSON ({error}); export the model again") from None
+    missing = [key for key in EXPORTED_KEYS if not isinstance(metadata, dict) or key not in metadata]
+    if missing:
+        raise ValueError(f"{path}: its attnforce metadata lacks {missing}; export the model again")
+    return metadata

@@ -27,7 +27,7 @@ from attnforce.atomic import atomic_output, check_outputs
 from attnforce.checkpoint import SavedModel
 from attnforce.openmm.force import add_force
 from attnforce.openmm.platform import select_platform
-from systems.molecules import Molecule, load_molecule
+from systems.molecules import Molecule, check_geometry, load_molecule
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ CSV_COLUMNS = ["step", "time_ps", "potential_kj_mol", "kinetic_kj_mol", "total_k
 #: Time steps (fs) above which a learned-force system without constraints is refused, and above which it is warned
 #: about: the fastest motions (X-H stretches, about 9-11 fs periods) need about ten steps per period.
 MAX_TIMESTEP_FS, UNCONSTRAINED_TIMESTEP_FS = 10.0, 2.0
+#: Time steps (fs) refused below: a thousandth of the default, too short to move a molecule in any useful run.
+MIN_TIMESTEP_FS = 5e-4
 #: Temperatures (K) refused above, and warned about above (beyond what molecular training data sample).
 MAX_TEMPERATURE_K, HOT_TEMPERATURE_K = 10_000.0, 1_500.0
 #: Langevin friction (1/ps) refused above: the dynamics would be overdamped beyond any use of MD.
@@ -65,6 +67,11 @@ def check_md_parameters(
         raise ValueError(f"steps must be a positive integer, got {steps}")
     if timestep_fs <= 0:
         raise ValueError(f"the time step must be positive, got {timestep_fs} fs (0.5 fs is the default)")
+    if timestep_fs < MIN_TIMESTEP_FS:
+        raise ValueError(
+            f"a time step of {timestep_fs:g} fs moves the atoms by nothing measurable; give at least "
+            f"{MIN_TIMESTEP_FS:g} fs (0.5 fs is the default)"
+        )
     if timestep_fs > MAX_TIMESTEP_FS:
         raise ValueError(
             f"a time step of {timestep_fs} fs integrates bond vibrations (about 10 fs periods) unstably: the molecule "
@@ -282,6 +289,7 @@ def run_md(
     dcd, topology_pdb, energies_csv = (outputs[k] for k in ("dcd", "topology", "csv"))
     plot_png = outputs.get("png")
     molecule = structure if isinstance(structure, Molecule) else load_molecule(structure)
+    check_geometry(molecule)
 
     system = build_system(molecule, model, outputs_forces, cuda_graphs)  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond

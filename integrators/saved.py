@@ -26,11 +26,9 @@ import torch
 from torch import nn
 
 import attnforce
-from attnforce.checkpoint import SCHEMA_VERSION, atomic_save, read_stored
+from attnforce.checkpoint import FORECASTER_KIND, SCHEMA_VERSION, atomic_save, read_stored
 from integrators.dynamics import build_dynamics
 from systems.forecasting import ForecastTask
-
-KIND = "forecaster"
 
 #: Learned integrators that ship with the package: ``default`` for each task.
 EMBEDDED_FORECASTERS = {"nbody": "nbody_sake.pt", "walking": "walking_sake.pt"}
@@ -89,7 +87,7 @@ def save_forecaster(
     atomic_save(
         {
             "schema_version": SCHEMA_VERSION,
-            "kind": KIND,
+            "kind": FORECASTER_KIND,
             "architecture": architecture,
             "hyperparameters": dict(hyperparameters),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -127,14 +125,14 @@ def is_forecaster(model: str | Path) -> bool:
         stored = read_stored(model)
     except ValueError:  # anything unreadable is not one; the energy-model loader names the problem
         return False
-    return isinstance(stored, dict) and stored.get("kind") == KIND
+    return isinstance(stored, dict) and stored.get("kind") == FORECASTER_KIND
 
 
 def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dtype = torch.float32) -> SavedForecaster:
     """Read a saved learned integrator (a path, ``default`` for ``task``'s embedded one, or a task's name)."""
     path = resolve_forecaster_path(model, task)
     stored = read_stored(path)
-    if not isinstance(stored, dict) or stored.get("kind") != KIND:
+    if not isinstance(stored, dict) or stored.get("kind") != FORECASTER_KIND:
         raise ValueError(f"{path}: not an attnforce learned integrator (an energy model goes to `attnforce md`)")
     if stored.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema version {stored.get('schema_version')} is not {SCHEMA_VERSION}")

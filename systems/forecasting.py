@@ -196,6 +196,13 @@ def running_trials(motion_run_pkl: str | Path) -> tuple[list[np.ndarray], list[t
         raise ValueError(f"{path}: not EGHN's motion pickle ({type(error).__name__}: {error})") from None
     if any(trial.ndim != 3 or trial.shape[1:] != (31, 3) for trial in trials):
         raise ValueError(f"{path}: trials must be arrays (T, 31, 3)")
+    needed = 1 + max(max(ids) for ids in EGHN_RUNNING_SPLIT.values())
+    if len(trials) < needed:
+        raise ValueError(f"{path}: holds {len(trials)} trials; EGHN's running split uses {needed}")
+    if not all(np.all(np.isfinite(trial)) for trial in trials):
+        raise ValueError(f"{path}: joint positions contain NaN or infinite values")
+    if not all(0 <= i < 31 and 0 <= j < 31 for i, j in bonds):
+        raise ValueError(f"{path}: bonds must join joints 0 to 30")
     return trials, bonds
 
 
@@ -356,4 +363,6 @@ def load_split(name: str, split: str, data_dir: str | Path | None = None, limit:
     else:
         trials = running_trials(data_dir / "eghn_motion" / "motion_run.pkl")[0]
         samples = trial_samples([trials[k] for k in EGHN_RUNNING_SPLIT[split]], RUNNING_FPS, RUNNING_HORIZON_FRAMES)
+    if len(samples) == 0:
+        raise ValueError(f"the {split} split of the {name} task has no samples: its trials are shorter than a horizon")
     return samples if limit is None else samples.subset(np.arange(min(limit, len(samples))))

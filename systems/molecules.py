@@ -1,5 +1,6 @@
 """Molecular structures for simulation: an OpenMM topology and positions, from XYZ or PDB files."""
 
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -8,6 +9,13 @@ import numpy as np
 from openmm import app
 
 from systems.elements import atomic_number
+
+logger = logging.getLogger(__name__)
+
+#: Closest approach (Å) of two atoms that a structure may have: the shortest bond (H2) is 0.74 Å.
+MIN_DISTANCE_A = 0.5
+#: Distance (Å) beyond which an atom with no neighbour looks unlike any molecule a model was trained on.
+LONELY_DISTANCE_A = 3.0
 
 #: Structures that ship with the package, by the name accepted wherever a structure file is.
 EMBEDDED_STRUCTURES = {"default": "aspirin.xyz", "aspirin": "aspirin.xyz"}
@@ -77,7 +85,8 @@ def read_xyz(path: str | Path) -> Molecule:
     following = next((k for k in range(2 + num_atoms, len(lines)) if lines[k].strip()), None)
     if following is not None:
         try:
-            int(lines[following])  # the next frame's count line: frames after the first are ignored
+            int(lines[following])  # the next frame's count line
+            logger.warning("%s holds more than one frame; the first is used", path)
         except ValueError:
             raise ValueError(
                 f"{path}, line {following + 1}: an atom line after the {num_atoms} atoms that line 1 announces; "
@@ -113,6 +122,32 @@ def read_pdb(path: str | Path) -> Molecule:
             raise ValueError(f"{path}: atom {atom.index} ({atom.name}) has no element")
     positions = pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     return Molecule(pdb.topology, np.asarray(positions), Path(path).stem)
+
+
+def check_geometry(molecule: Molecule) -> None:
+    """Refuse atoms closer than :data:`MIN_DISTANCE_A` (no model was trained on fused atoms; they give huge or NaN
+    forces), and warn about atoms without a neighbour within :data:`LONELY_DISTANCE_A`, far from any training
+    data. Periodic boxes are left to the model's own minimum-image checks."""
+    if molecule.topology.getPeriodicBoxVectors() is not None or len(molecule.positions) < 2:
+        return
+    from scipy.spatial import cKDTree
+
+    distances, neighbours = cKDTree(molecule.positions).query(molecule.positions, k=2)
+    closest = int(np.argmin(distances[:, 1]))
+    if distances[closest, 1] < MIN_DISTANCE_A:
+        raise ValueError(
+            f"{molecule.name}: atoms {closest} and {int(neighbours[closest, 1])} are {distances[closest, 1]:.3g} Å "
+            f"apart (closer than {MIN_DISTANCE_A} Å, shorter than any bond); check the coordinates and their unit (Å)"
+        )
+    lonely = np.flatnonzero(distances[:, 1] > LONELY_DISTANCE_A)
+    if len(lonely):
+        logger.warning(
+            "%s: atom(s) %s have no neighbour within %g Å; the structure is far from any molecule a model is trained "
+            "on (check its units: Å)",
+            molecule.name,
+            lonely[:10].tolist(),
+            LONELY_DISTANCE_A,
+        )
 
 
 def load_molecule(structure: str | Path) -> Molecule:

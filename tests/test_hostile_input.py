@@ -106,6 +106,38 @@ def _crafted_motion_pickle(folder: Path) -> None:
     (folder / "running.yaml").write_text("data:\n  task: running\n  data_dir: data\noutput: running_run\n")
 
 
+def _motion_pickles(folder: Path) -> None:
+    """EGHN-style motion pickles, each wrong in one way, and a training config for each."""
+    good = [np.random.default_rng(k).normal(size=(200, 31, 3)) for k in range(11)]
+    bonds = [[k + 1, k] for k in range(30)]
+    variants = {
+        "three_trials": (bonds, good[:3]),
+        "nan_trial": (bonds, good[:5] + [np.full((200, 31, 3), np.nan)] + good[6:]),
+        "bonds_out_of_range": ([[0, 99]], good),
+        "short_trials": (bonds, [trial[:20] for trial in good]),
+    }
+    for name, content in variants.items():
+        (folder / name / "eghn_motion").mkdir(parents=True)
+        with open(folder / name / "eghn_motion" / "motion_run.pkl", "wb") as handle:
+            pickle.dump(content, handle)
+        (folder / f"{name}.yaml").write_text(f"data:\n  task: running\n  data_dir: {name}\noutput: {name}_run\n")
+
+
+def _fake_torchscript(path: Path) -> None:
+    """A zip that looks like an exported file (metadata for aspirin) but holds no loadable TorchScript."""
+    import json
+    import zipfile
+
+    from attnforce.export import export_torchscript, read_metadata
+
+    export_torchscript(load_model("default"), path.with_name("real_export.pt"))
+    metadata = read_metadata(path.with_name("real_export.pt"))
+    path.with_name("real_export.pt").unlink()
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/constants.pkl", b"not a pickle")
+        archive.writestr("model/extra/attnforce_metadata.json", json.dumps(metadata))
+
+
 def _existing_run(folder: Path) -> None:
     run = folder / "run"
     run.mkdir()
@@ -118,7 +150,8 @@ def _files(folder: Path) -> None:
     (folder / "mol.xyz").write_text(EMBEDDED_XYZ.read_text())
     _write_pdb(folder / "mol.pdb")
     (folder / "notes.txt").write_text("a file, not a folder\n")
-    (folder / "out.dcd").mkdir()  # a folder with an output's name
+    for name in ("out.dcd", "folder.pt", "folder.json"):
+        (folder / name).mkdir()  # a folder with an output's name
     lines = _xyz_lines()
     (folder / "short_count.xyz").write_text("\n".join(["15"] + lines[1:]) + "\n")
     (folder / "long_count.xyz").write_text("\n".join(["30"] + lines[1:]) + "\n")
@@ -154,8 +187,22 @@ def _files(folder: Path) -> None:
     _crafted_model(folder / "crafted.pt")
     _tampered_model(folder / "tampered.pt")
     (folder / "model.pt").write_bytes(resolve_model_path("default").read_bytes())
+    (folder / "model.json").write_bytes(resolve_model_path("default").read_bytes())  # a model may have any name
     _crafted_motion_pickle(folder)
+    _motion_pickles(folder)
     _existing_run(folder)
+    _fake_torchscript(folder / "fake_export.pt")
+    os.link(folder / "model.pt", folder / "model_link.csv")
+    (folder / "overlapping.xyz").write_text("\n".join(lines[:2] + [lines[2], lines[2]] + lines[4:]) + "\n")
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    first = next(iter(stored["state_dict"]))
+    stored["state_dict"][first] = torch.full_like(stored["state_dict"][first], float("nan"))
+    torch.save(stored, folder / "nan_weights.pt")
+    (folder / "damaged").mkdir()
+    torch.save({"kind": "training_state"}, folder / "damaged" / "last.pt")
+    (folder / "exploding.yaml").write_text(
+        TRAIN_CONFIG.format(output="exploding") + "training:\n  epochs: 2\n  learning_rate: 1.0e+30\n"
+    )
     (folder / "config_in_run").mkdir()
     (folder / "config_in_run" / "config.yaml").write_text(TRAIN_CONFIG.format(output="config_in_run"))
     _labelled_frames_in_ev(folder / "labels_ev.xyz")
@@ -219,6 +266,26 @@ CASES = {
     "xyz-unknown-element": (MD + ["--structure", "unknown_element.xyz", "--dcd", "a.dcd"], "unknown element"),
     "xyz-nan": (MD + ["--structure", "nan.xyz", "--dcd", "a.dcd"], "NaN"),
     "structure-mol2": (MD + ["--structure", "molecule.mol2", "--dcd", "a.dcd"], "unknown structure format"),
+    "xyz-overlapping-atoms": (MD + ["--structure", "overlapping.xyz", "--dcd", "a.dcd"], "shorter than any bond"),
+    "timestep-denormal": (MD + ["--dcd", "a.dcd", "--timestep-fs", "1e-300"], "nothing measurable"),
+    "csv-hard-link-to-model": (
+        MD + ["--model", "model.pt", "--dcd", "a.dcd", "--csv", "model_link.csv"],
+        "destroy the input",
+    ),
+    "model-is-a-learned-integrator": (
+        MD + ["--model", str(resolve_model_path("default").parent / "nbody_sake.pt"), "--dcd", "a.dcd"],
+        "a learned integrator",
+    ),
+    "model-nan-weights": (MD + ["--model", "nan_weights.pt", "--dcd", "a.dcd"], "NaN or infinite"),
+    "model-fake-torchscript": (MD + ["--model", "fake_export.pt", "--dcd", "a.dcd"], "cannot load this TorchScript"),
+    "export-output-txt": (["export", "default", "--output", "model.txt"], "must end in .pt"),
+    "evaluate-json-txt": (["evaluate", "default", "labels_ev.xyz", "--json", "report.txt"], "must end in .json"),
+    "train-resume-damaged-state": (["train", "train.yaml", "--resume", "--output", "damaged"], "damaged training"),
+    "train-nan-in-first-epoch": (["train", "exploding.yaml"], "No epoch had finished"),
+    "train-running-three-trials": (["train", "three_trials.yaml"], "running split uses 11"),
+    "train-running-nan-trial": (["train", "nan_trial.yaml"], "NaN"),
+    "train-running-bonds-out-of-range": (["train", "bonds_out_of_range.yaml"], "bonds must join joints"),
+    "train-running-short-trials": (["train", "short_trials.yaml"], "no samples"),
     "element-the-model-lacks": (MD + ["--structure", "nitrogen.xyz", "--dcd", "a.dcd"], "N"),
     # Models.
     "model-missing": (MD + ["--model", "missing.pt", "--dcd", "a.dcd"], "no such model file"),
@@ -227,16 +294,20 @@ CASES = {
     "model-tampered-elements": (MD + ["--model", "tampered.pt", "--dcd", "a.dcd"], "not trained on"),
     "platform-unknown": (MD + ["--dcd", "a.dcd", "--steps", "2", "--platform", "Quantum"], "not available"),
     "export-over-model": (["export", "model.pt", "--output", "model.pt"], "destroy the input"),
-    "export-to-folder": (["export", "default", "--output", "out.dcd"], "is a directory"),
-    "export-over-structure": (["export", "default", "--structure", "mol.pdb", "--output", "mol.pdb"], "destroy"),
+    "export-to-folder": (["export", "default", "--output", "folder.pt"], "is a directory"),
+    "export-over-structure": (["export", "default", "--structure", "mol.pdb", "--output", "mol.pdb"], "end in .pt"),
     "export-crafted": (["export", "crafted.pt", "--output", "x.pt"], "never unpickles"),
     "info-crafted": (["info", "crafted.pt"], "never unpickles"),
     # Evaluation.
     "evaluate-json-folder": (
-        ["evaluate", "default", "labels_ev.xyz", "--energy-unit", "eV", "--json", "out.dcd"],
+        ["evaluate", "default", "labels_ev.xyz", "--energy-unit", "eV", "--json", "folder.json"],
         "is a directory",
     ),
-    "evaluate-json-is-data": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "destroy the input"),
+    "evaluate-json-is-model": (
+        ["evaluate", "model.json", "labels_ev.xyz", "--json", "model.json"],
+        "destroy the input",
+    ),
+    "evaluate-json-data-xyz": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "end in .json"),
     "evaluate-ev-read-as-mev": (["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"], "--energy-unit eV"),
     "evaluate-binary-data": (["evaluate", "default", "garbage.xyz", "--energy-unit", "eV"], "not a text file"),
     "evaluate-npz-garbage": (["evaluate", "default", "garbage.npz", "--energy-unit", "eV"], "not a readable .npz"),
@@ -426,9 +497,9 @@ def test_partial_files_of_a_live_writer_are_kept(tmp_path):
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        live = tmp_path / f".out.{sleeper.pid}-abc.partial.csv"
+        live = tmp_path / f".out.{sleeper.pid}-abcdefgh.partial.csv"
         live.write_text("another process is writing this")
-        dead = tmp_path / ".out.999999999-abc.partial.csv"  # beyond any process id
+        dead = tmp_path / ".out.999999999-abcdefgh.partial.csv"  # beyond any process id
         dead.write_text("left by a killed run")
         with atomic_output(tmp_path / "out.csv") as tmp:
             tmp.write_text("new")

@@ -13,6 +13,7 @@ import csv
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from attnforce.checkpoint import DTYPES, atomic_save, read_stored
+from attnforce.checkpoint import DTYPES, TRAINING_STATE_KIND, atomic_save, read_stored
 from training import distributed
 from training.config import OptimiserConfig, dump_config
 
@@ -37,7 +38,6 @@ SCHEDULES = ("cosine", "constant", "plateau")
 COMMON_COLUMNS = ["epoch", "wall_s", "cpu_s", "learning_rate", "train_loss", "val_loss"]
 #: Keys of ``training`` that may change when a run is resumed (to extend it or move it); anything else must match.
 RESUMABLE_CHANGES = {"epochs", "max_minutes", "max_cpu_minutes", "device", "threads"}
-TRAINING_STATE_KIND = "training_state"
 
 
 @dataclass
@@ -164,12 +164,34 @@ def make_optimizer(parameters, settings: OptimiserConfig) -> torch.optim.Optimiz
     return kind(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 
+#: What ``last.pt`` holds (see :func:`run_epochs`).
+TRAINING_STATE_KEYS = (
+    "kind",
+    "config",
+    "epoch",
+    "model",
+    "optimizer",
+    "ema",
+    "random",
+    "best_val",
+    "best",
+    "epochs_since_best",
+    "plateau_scale",
+    "plateau_wait",
+    "wall_seconds",
+    "cpu_seconds",
+)
+
+
 def read_training_state(path: Path, config) -> dict:
     """The state stored by an earlier run of ``config`` (an experiment dataclass) in ``path``; ValueError if it
     belongs to another experiment."""
     state = read_stored(path, "training state")
     if not isinstance(state, dict) or state.get("kind") != TRAINING_STATE_KIND:
         raise ValueError(f"{path}: not an attnforce training state")
+    missing = sorted(set(TRAINING_STATE_KEYS) - set(state))
+    if missing or not isinstance(state["config"], dict) or not isinstance(state["config"].get("training"), dict):
+        raise ValueError(f"{path}: a damaged training state (lacks {missing or ['config.training']}); start a new run")
     stored, current = state["config"], asdict(config)
     stored_training = {k: v for k, v in stored["training"].items() if k not in RESUMABLE_CHANGES}
     current_training = {k: v for k, v in current["training"].items() if k not in RESUMABLE_CHANGES}
@@ -195,6 +217,16 @@ def _restore_random_states(states: dict, rng: np.random.Generator, device: torch
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+def _last_good(output: Path) -> str:
+    """Where a run that stopped on a NaN can go on from, or that none of its epochs finished."""
+    if (output / "last.pt").is_file():
+        return (
+            f"The best model so far is {output / 'best.pt'} and the last good state {output / 'last.pt'}; lower "
+            "training.learning_rate and start a new run (another --output)"
+        )
+    return "No epoch had finished: lower training.learning_rate and start again"
+
+
 def check_run_directory(output: str | Path, resume: bool) -> None:
     """Refuse, before any work, a run whose output folder holds another run's files: a fresh run there would
     replace that run's ``best.pt`` and ``last.pt`` before it had a model of its own (ValueError naming the fix)."""
@@ -210,6 +242,29 @@ def check_run_directory(output: str | Path, resume: bool) -> None:
         f"{output} already holds a run ({', '.join(held)}): continue it with --resume, or give another --output "
         "(nothing was changed)"
     )
+
+
+@contextlib.contextmanager
+def run_directory(output: str | Path, resume: bool) -> Iterator[None]:
+    """:func:`check_run_directory`, then the block. A block that fails before the run's first ``last.pt`` exists
+    (bad data found late, a NaN in the first epoch, Ctrl-C) removes what it wrote, and the folder if it made it, so
+    the disk is as it was; a later failure keeps ``last.pt`` to resume from."""
+    check_run_directory(output, resume)
+    output = Path(output)
+    existed = output.exists()
+    before = set(output.rglob("*")) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not (output / "last.pt").exists():
+            for path in sorted(set(output.rglob("*")) - before, reverse=True):  # deepest first
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            if not existed:
+                shutil.rmtree(output, ignore_errors=True)
+        raise
 
 
 def run_epochs(
@@ -318,13 +373,7 @@ def run_epochs(
                 batch_loss = distributed.mean_over_processes(loss.detach(), group)
                 if not torch.isfinite(batch_loss):
                     raise FloatingPointError(
-                        f"epoch {epoch}: the training loss is {batch_loss.item()}; stopped. "
-                        + (
-                            f"The last good state is {last_path} (resume from it with a lower learning rate), the "
-                            f"best model {output / 'best.pt'}"
-                            if last_path.is_file()
-                            else "No epoch had finished: lower training.learning_rate and start again"
-                        )
+                        f"epoch {epoch}: the training loss is {batch_loss.item()}; stopped. {_last_good(output)}"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -339,7 +388,9 @@ def run_epochs(
             val_loss, val = objective.validate(evaluated)
             val_loss = distributed.from_main(val_loss, group)
             if not math.isfinite(val_loss):
-                raise FloatingPointError(f"epoch {epoch}: the validation loss is {val_loss}; stopped (see {last_path})")
+                raise FloatingPointError(
+                    f"epoch {epoch}: the validation loss is {val_loss}; stopped. {_last_good(output)}"
+                )
             row = {
                 "epoch": epoch,
                 "wall_s": round(time.perf_counter() - start, 2),

@@ -26,7 +26,7 @@ from systems.splits import NAMED_SPLITS
 from training import distributed
 from training.config import ExperimentConfig
 from training.evaluation import error_metrics, metrics, predict
-from training.loop import Objective, check_run_directory, final_test, run_epochs, training_session
+from training.loop import Objective, final_test, run_directory, run_epochs, training_session
 from training.losses import LOSSES, energy_force_loss
 from training.statistics import fit_average_degree, fit_energy_statistics
 
@@ -131,8 +131,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     """
     if config.training.loss not in LOSSES:
         raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {config.training.loss!r}")
-    check_run_directory(config.output, resume)
-    with training_session(config.training) as group:
+    with run_directory(config.output, resume), training_session(config.training) as group:
         return _train(config, progress and group.is_main, resume, group)
 
 

@@ -120,7 +120,11 @@ def create_force(
             raise ValueError(
                 f"{loaded} was exported without a fixed graph; CUDA graphs need one (export --cuda-graphs)"
             )
-        force = openmmtorch.TorchForce(str(loaded))
+        try:
+            force = openmmtorch.TorchForce(str(loaded))
+        except Exception as error:  # openmm-torch turns every C++ error into a bare Exception
+            first_line = " ".join(str(error).split("\n")[0].split())
+            raise ValueError(f"{loaded}: openmm-torch cannot load this TorchScript file ({first_line})") from None
         force.setOutputsForces(bool(metadata["outputs_forces"]))
     else:
         scripted, _ = build_module(loaded, atomic_numbers, indices, bool(outputs_forces), periodic, cuda_graphs)
