@@ -162,6 +162,9 @@ def _forecast(args: argparse.Namespace) -> None:
     ):
         if path and Path(path).suffix.lower() != suffix:
             raise ValueError(f"{option} must name a {suffix} file, got {path}")
+    for option, value in (("--noise", args.noise), ("--velocity-noise", args.velocity_noise)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{option} is a standard deviation: give a finite number of 0 or more, got {value}")
     outputs = {"--output": args.output, "--dcd": args.dcd, "--png": args.png}
     if args.dcd:
         outputs["the topology beside --dcd"] = Path(args.dcd).with_suffix(".pdb")
@@ -247,7 +250,7 @@ def _evaluate(args: argparse.Namespace) -> None:
             raise ValueError(f"--json {args.json} must end in .json")
         check_outputs({"--json": args.json}, {"MODEL": args.model, "DATA": args.data})
     saved = load_model(args.model, DTYPES[args.dtype])
-    energy_unit = args.energy_unit or saved.metadata.get("energy_unit_of_data")
+    energy_unit = saved.metadata.get("energy_unit_of_data") if args.energy_unit is None else args.energy_unit
     if energy_unit is None:
         raise ValueError(f"{saved.path} does not record its data's energy unit: give --energy-unit")
     frames = read_dataset(args.data, energy_unit)

@@ -239,9 +239,11 @@ def read_ase_db(path: str | Path, energy_unit: str = "eV", selection: str | None
 
     path = _existing(path)
     ev = _ev_per(energy_unit)
+    if path.stat().st_size == 0:  # ase would make it a new, empty database
+        raise ValueError(f"{path}: an empty file, not an ASE database")
     numbers, positions, energies, forces = None, [], [], []
-    try:
-        rows = list(connect(str(path)).select(selection))
+    try:  # no lock file beside the data: reading must leave its folder as it was
+        rows = list(connect(str(path), use_lock_file=False).select(selection))
     except Exception as error:  # ase raises several types for a foreign or corrupt file
         raise ValueError(f"{path}: not a readable ASE database ({type(error).__name__}: {error})") from None
     for row in rows:
