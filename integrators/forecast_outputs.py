@@ -39,6 +39,9 @@ def read_initial_states(
     ]
     if missing:
         raise ValueError(f"{path}: lacks {missing} (it holds {sorted(arrays)})")
+    for key in ("positions", "velocities", "charges"):
+        if key in arrays and arrays[key].dtype.kind not in "iuf":
+            raise ValueError(f"{path}: {key} hold {arrays[key].dtype} values; expected real numbers")
     positions, velocities = arrays["positions"].astype(np.float64), arrays["velocities"].astype(np.float64)
     if positions.ndim != 3 or positions.shape[-1] != 3 or velocities.shape != positions.shape:
         raise ValueError(

@@ -201,6 +201,25 @@ def _files(folder: Path) -> None:
     torch.save(stored, folder / "nan_weights.pt")
     (folder / "damaged").mkdir()
     torch.save({"kind": "training_state"}, folder / "damaged" / "last.pt")
+    for name, extra in {
+        "lr_zero": "training:\n  learning_rate: 0.0\n",
+        "minutes_zero": "training:\n  max_minutes: 0\n",
+        "duplicate": "training:\n  epochs: 2\n  epochs: 3\n",
+        "no_weights": "training:\n  energy_weight: 0\n  force_weight: 0\n",
+    }.items():
+        (folder / f"{name}.yaml").write_text(TRAIN_CONFIG.format(output=name) + extra)
+    (folder / "negative_cutoff.yaml").write_text(
+        TRAIN_CONFIG.format(output="cut").replace(
+            "preset: sake-small", "preset: sake-small\n  hyperparameters: {cutoff: -5.0}"
+        )
+    )
+    (folder / "split_negative.yaml").write_text(TRAIN_CONFIG.format(output="split").replace("[2, 1, 1]", "[2, -5, 1]"))
+    np.savez(
+        folder / "complex.npz",
+        positions=np.ones((1, 5, 3), dtype=complex),
+        velocities=np.ones((1, 5, 3)),
+        charges=np.ones((1, 5)),
+    )
     (folder / "exploding.yaml").write_text(
         TRAIN_CONFIG.format(output="exploding") + "training:\n  epochs: 2\n  learning_rate: 1.0e+30\n"
     )
@@ -326,6 +345,12 @@ CASES = {
     # Training.
     "train-binary-config": (["train", "garbage.yaml"], "garbage.yaml: not a text file"),
     "train-unknown-key": (["train", "unknown_key.yaml"], "surprise"),
+    "train-learning-rate-zero": (["train", "lr_zero.yaml"], "learning_rate: must be a positive number"),
+    "train-max-minutes-zero": (["train", "minutes_zero.yaml"], "max_minutes: must be a positive number"),
+    "train-duplicate-key": (["train", "duplicate.yaml"], "given more than once"),
+    "train-negative-cutoff": (["train", "negative_cutoff.yaml"], "cutoff must be a positive number"),
+    "train-no-weights": (["train", "no_weights.yaml"], "nothing would be learned"),
+    "train-split-negative": (["train", "split_negative.yaml"], "each positive or one of them -1"),
     "train-missing-config": (["train", "missing.yaml"], "no such config file"),
     "train-over-earlier-run": (["train", "train.yaml"], "already holds a run"),
     "train-resume-without-state": (["train", "train.yaml", "--resume"], "no last.pt"),
@@ -347,6 +372,10 @@ CASES = {
     "forecast-object-initial": (
         ["forecast", "--task", "walking", "--initial", "object.npz", "--output", "f.npz"],
         "not a readable NPZ",
+    ),
+    "forecast-complex-initial": (
+        ["forecast", "--task", "nbody", "--initial", "complex.npz", "--output", "f.npz"],
+        "expected real numbers",
     ),
     "forecast-nan-initial": (["forecast", "--task", "nbody", "--initial", "nan_state.npz", "--output", "f.npz"], "NaN"),
     "forecast-over-initial": (

@@ -1,6 +1,7 @@
 """Experiment configs: one YAML per experiment, loaded strictly (unknown or missing keys are errors)."""
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -149,6 +150,77 @@ class ForecastExperimentConfig:
     output: str = "runs/forecast"
 
 
+def _finite(low: float, high: float = math.inf, closed_low: bool = True, closed_high: bool = True):
+    def test(value: float) -> bool:
+        above = value >= low if closed_low else value > low
+        below = value <= high if closed_high else value < high
+        return math.isfinite(value) and above and below
+
+    return test
+
+
+#: Field -> (test, what it must be) for the numbers of every section; None (where allowed) passes.
+RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "epochs": (_finite(1), "at least 1"),
+    "batch_size": (_finite(1), "at least 1"),
+    "learning_rate": (_finite(0, closed_low=False), "a positive number"),
+    "min_learning_rate": (_finite(0), "a number of 0 or more"),
+    "warmup_epochs": (_finite(0), "0 or more"),
+    "plateau_factor": (_finite(0, 1, closed_low=False), "above 0 and at most 1"),
+    "plateau_patience": (_finite(0), "0 or more"),
+    "max_minutes": (_finite(0, closed_low=False), "a positive number of minutes"),
+    "max_cpu_minutes": (_finite(0, closed_low=False), "a positive number of minutes"),
+    "weight_decay": (_finite(0), "a number of 0 or more"),
+    "gradient_clip": (_finite(0, closed_low=False), "a positive number"),
+    "ema_decay": (_finite(0, 1, closed_high=False), "at least 0 and below 1"),
+    "patience": (_finite(1), "at least 1"),
+    "test_every": (_finite(1), "at least 1"),
+    "threads": (_finite(1), "at least 1"),
+    "energy_weight": (_finite(0), "a number of 0 or more"),
+    "force_weight": (_finite(0), "a number of 0 or more"),
+    "velocity_weight": (_finite(0), "a number of 0 or more"),
+    "train_limit": (_finite(1), "at least 1"),
+}
+
+
+def check_config(config: Any, where: str = "config") -> None:
+    """ValueError naming the first field of ``config`` (and its nested sections) outside :data:`RANGES`, or
+    breaking a rule between fields."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{where}.{item.name}")
+        elif item.name in RANGES and value is not None:
+            test, wanted = RANGES[item.name]
+            if not test(value):
+                raise ValueError(f"{where}.{item.name}: must be {wanted}, got {value!r}")
+    if isinstance(config, OptimiserConfig) and config.min_learning_rate > config.learning_rate:
+        raise ValueError(f"{where}.min_learning_rate: {config.min_learning_rate} is above learning_rate")
+    if isinstance(config, TrainingConfig) and config.energy_weight + config.force_weight == 0:
+        raise ValueError(f"{where}: energy_weight and force_weight are both 0; nothing would be learned")
+    if isinstance(config, DataConfig) and isinstance(config.split, list):
+        if len(config.split) != 3 or any(size == 0 or size < -1 for size in config.split) or config.split.count(-1) > 1:
+            raise ValueError(
+                f"{where}.split: three sizes (train, validation, test), each positive or one of them -1 (the rest); "
+                f"got {config.split}"
+            )
+    if isinstance(config, (ExperimentConfig, ForecastExperimentConfig)) and not config.output.strip():
+        raise ValueError(f"{where}.output: an empty path; name the run directory")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) {repeated} given more than once", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def _checked(value: Any, annotation: Any, where: str) -> Any:
     """``value`` if it has the field's type (ints are accepted as floats); ValueError naming the key if not.
 
@@ -211,7 +283,7 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
     if not path.is_file():
         raise FileNotFoundError(f"no such config file: {path}")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.load(path.read_text(), Loader=_StrictLoader)
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path}: not a text file (undecodable byte at offset {error.start}); give a YAML config"
@@ -219,7 +291,9 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]
-    return _build(ForecastExperimentConfig if forecast else ExperimentConfig, values, str(path))
+    config = _build(ForecastExperimentConfig if forecast else ExperimentConfig, values, str(path))
+    check_config(config, str(path))
+    return config
 
 
 def dump_config(config: ExperimentConfig | ForecastExperimentConfig, path: str | Path) -> None:

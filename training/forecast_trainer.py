@@ -23,7 +23,7 @@ from integrators.forecast import step
 from integrators.saved import load_forecaster, save_forecaster
 from systems.forecasting import ForecastSamples, load_split, load_task
 from training import distributed
-from training.config import ForecastExperimentConfig
+from training.config import ForecastExperimentConfig, check_config
 from training.loop import Objective, final_test, run_directory, run_epochs, training_session
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def train_forecaster(
 ) -> ForecastTrainResult:
     """Run one learned-integrator experiment end to end (see the module docstring); ``resume`` and torchrun as
     for :func:`training.trainer.train`."""
+    check_config(config)
     with run_directory(config.output, resume), training_session(config.training) as group:
         return _train_forecaster(config, progress and group.is_main, resume, group)
 

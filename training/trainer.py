@@ -24,7 +24,7 @@ from attnforce.models import ARCHITECTURES, Potential, build_model
 from systems import Frames, collate, random_split, read_dataset
 from systems.splits import NAMED_SPLITS
 from training import distributed
-from training.config import ExperimentConfig
+from training.config import ExperimentConfig, check_config
 from training.evaluation import error_metrics, metrics, predict
 from training.loop import Objective, final_test, run_directory, run_epochs, training_session
 from training.losses import LOSSES, energy_force_loss
@@ -131,6 +131,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     """
     if config.training.loss not in LOSSES:
         raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {config.training.loss!r}")
+    check_config(config)
     with run_directory(config.output, resume), training_session(config.training) as group:
         return _train(config, progress and group.is_main, resume, group)
 

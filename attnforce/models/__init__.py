@@ -1,5 +1,6 @@
 """Architectures, keyed by the name used in configs, saved models and the command line."""
 
+import math
 from typing import Optional
 
 import torch
@@ -23,6 +24,9 @@ def build_model(architecture: str, hyperparameters: dict, dtype: Optional[torch.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
+    cutoff = hyperparameters.get("cutoff")
+    if cutoff is not None and not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"cutoff must be a positive number of Å (or None: all pairs), got {cutoff!r}")
     previous = torch.get_default_dtype()
     dtype = previous if dtype is None else dtype
     torch.set_default_dtype(dtype)
