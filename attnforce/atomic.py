@@ -75,8 +75,9 @@ def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | 
         resolved = path.resolve()
         same = next((w for w, p in existing.items() if path.is_file() and os.path.samefile(p, path)), None)
         if resolved in read or same:
+            alias = "" if resolved in read else " (the same file under another name)"
             raise ValueError(
-                f"{what} {path} is the input {read.get(resolved, same)}: writing it would destroy the input"
+                f"{what} {path} is the input {read.get(resolved, same)}{alias}: writing it would destroy the input"
             )
         if resolved in seen:
             raise ValueError(f"{what} and {seen[resolved]} are the same file {path}: give each its own name")

@@ -112,7 +112,9 @@ def _md(args: argparse.Namespace) -> None:
 
     steps = _md_steps(args)
     report_interval = args.report_interval or min(DEFAULT_REPORT_INTERVAL, steps)
-    check_md_parameters(steps, args.timestep_fs, args.temperature, args.friction, report_interval, args.seed)
+    check_md_parameters(
+        steps, args.timestep_fs, args.temperature, args.friction, report_interval, args.seed, warn=False
+    )  # run_md checks again, and warns
     plot = False if args.no_plot else args.png
     check_outputs(md_outputs(args.dcd, args.csv, plot), {"--structure": args.structure, "--model": args.model})
     model = load_force_model(args.model)

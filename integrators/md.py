@@ -53,9 +53,11 @@ def check_md_parameters(
     friction_per_ps: float,
     report_interval: int,
     seed: int | None = None,
+    warn: bool = True,
 ) -> None:
     """Refuse, before any work, numbers that cannot give a meaningful simulation (ValueError naming the value and
-    the fix), and warn about legal but unwise ones (a step above 2 fs without constraints, a hot thermostat)."""
+    the fix), and with ``warn`` log a warning about legal but unwise ones (a step above 2 fs without constraints,
+    a hot thermostat)."""
     for name, value in (
         ("time step", timestep_fs),
         ("temperature", temperature_k),
@@ -77,7 +79,7 @@ def check_md_parameters(
             f"a time step of {timestep_fs} fs integrates bond vibrations (about 10 fs periods) unstably: the molecule "
             f"would blow apart; use at most {UNCONSTRAINED_TIMESTEP_FS:g} fs (0.5 fs is the default)"
         )
-    if timestep_fs > UNCONSTRAINED_TIMESTEP_FS:
+    if warn and timestep_fs > UNCONSTRAINED_TIMESTEP_FS:
         logger.warning(
             "a time step of %g fs without constraints on bonds to hydrogen is likely unstable; %g fs or less is safe",
             timestep_fs,
@@ -90,7 +92,7 @@ def check_md_parameters(
             f"{temperature_k:g} K is beyond any molecular simulation (covalent bonds break near {MAX_TEMPERATURE_K:g} "
             "K) and far outside what a learned potential was trained on; give a temperature in kelvin, such as 300"
         )
-    if temperature_k > HOT_TEMPERATURE_K:
+    if warn and temperature_k > HOT_TEMPERATURE_K:
         logger.warning(
             "%g K is hotter than typical training data samples (rMD17: 500 K); the model may be extrapolating",
             temperature_k,

@@ -190,6 +190,8 @@ def read_training_state(path: Path, config) -> dict:
     if not isinstance(state, dict) or state.get("kind") != TRAINING_STATE_KIND:
         raise ValueError(f"{path}: not an attnforce training state")
     missing = sorted(set(TRAINING_STATE_KEYS) - set(state))
+    if not missing and not (isinstance(state["epoch"], int) and state["epoch"] >= 0):
+        missing = ["a non-negative epoch"]
     if missing or not isinstance(state["config"], dict) or not isinstance(state["config"].get("training"), dict):
         raise ValueError(f"{path}: a damaged training state (lacks {missing or ['config.training']}); start a new run")
     stored, current = state["config"], asdict(config)

@@ -24,6 +24,8 @@ def build_model(architecture: str, hyperparameters: dict, dtype: Optional[torch.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
+    if not isinstance(hyperparameters, dict):
+        raise TypeError(f"hyperparameters must be a mapping of keyword arguments, got {type(hyperparameters).__name__}")
     cutoff = hyperparameters.get("cutoff")
     if cutoff is not None and not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive number of Å (or None: all pairs), got {cutoff!r}")
