@@ -5,6 +5,7 @@ rMD17 aspirin extxyz of this project's data uses meV, rMD17 ethanol eV, MD17 eth
 MD17 and rMD17 ``.npz`` files use kcal/mol.
 """
 
+import contextlib
 import itertools
 import logging
 import shlex
@@ -231,6 +232,18 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
     )
 
 
+def _is_ase_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite file holding ASE's ``systems`` table, read without writing to it."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as database:
+            tables = database.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+    except sqlite3.DatabaseError:
+        return False
+    return ("systems",) in tables
+
+
 def read_ase_db(path: str | Path, energy_unit: str = "eV", selection: str | None = None) -> Frames:
     """Frames of one molecule from an ASE database (``.db``, SQLite or JSON) whose rows carry energy and forces
     (ASE stores eV and eV/Å; ``energy_unit`` names another unit if the file's writer used one). ``selection`` is an
@@ -241,6 +254,8 @@ def read_ase_db(path: str | Path, energy_unit: str = "eV", selection: str | None
     ev = _ev_per(energy_unit)
     if path.stat().st_size == 0:  # ase would make it a new, empty database
         raise ValueError(f"{path}: an empty file, not an ASE database")
+    if path.suffix.lower() == ".db" and not _is_ase_sqlite(path):  # ase would add its tables to the file
+        raise ValueError(f"{path}: not a readable ASE database (no 'systems' table)")
     numbers, positions, energies, forces = None, [], [], []
     try:  # no lock file beside the data: reading must leave its folder as it was
         rows = list(connect(str(path), use_lock_file=False).select(selection))

@@ -166,6 +166,10 @@ def _files(folder: Path) -> None:
     (folder / "garbage.npz").write_bytes(bytes(range(256)) * 4)
     (folder / "empty.pdb").write_text("")
     (folder / "empty.db").write_text("")
+    import sqlite3
+
+    with sqlite3.connect(folder / "other.db") as database:
+        database.execute("CREATE TABLE notes (text TEXT)")
     (folder / "text.pdb").write_text("hello, this is not a protein\n")
     (folder / "molecule.mol2").write_text("@<TRIPOS>MOLECULE\n")
     (folder / "unknown_key.yaml").write_text("data:\n  path: mol.xyz\n  energy_unit: eV\nsurprise: 1\n")
@@ -330,6 +334,10 @@ CASES = {
     "evaluate-json-data-xyz": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "end in .json"),
     "evaluate-ev-read-as-mev": (["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"], "--energy-unit eV"),
     "evaluate-empty-db": (["evaluate", "default", "empty.db", "--energy-unit", "eV"], "empty file"),
+    "evaluate-sqlite-not-ase": (
+        ["evaluate", "default", "other.db", "--energy-unit", "eV"],
+        "not a readable ASE database",
+    ),
     "evaluate-empty-unit": (["evaluate", "default", "labels_ev.xyz", "--energy-unit", ""], "unknown energy unit"),
     "forecast-negative-noise": (
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--ensemble", "2", "--noise", "-1"]
