@@ -139,6 +139,13 @@ def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
         reason = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:Check the documentation|$)", str(error), re.S)
         detail = " ".join((reason.group(1) if reason else str(error).split("\n")[0]).split())
         raise ValueError(f"{path}: not a readable {what} ({detail})") from None
+    except RuntimeError as error:
+        if "TorchScript" not in str(error):
+            raise ValueError(f"{path}: not a readable {what} ({' '.join(str(error).split('. ')[0].split())})") from None
+        raise ValueError(
+            f"{path}: an exported TorchScript file (attnforce export), not a saved {what}; give the saved model it was "
+            "exported from"
+        ) from None
     except Exception as error:  # torch raises several types for a truncated or foreign file
         raise ValueError(
             f"{path}: not a readable {what} ({type(error).__name__}: {' '.join(str(error).split())})"

@@ -132,7 +132,6 @@ def _fake_torchscript(path: Path) -> None:
 
     export_torchscript(load_model("default"), path.with_name("real_export.pt"))
     metadata = read_metadata(path.with_name("real_export.pt"))
-    path.with_name("real_export.pt").unlink()
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("model/constants.pkl", b"not a pickle")
         archive.writestr("model/extra/attnforce_metadata.json", json.dumps(metadata))
@@ -333,6 +332,10 @@ CASES = {
     ),
     "evaluate-json-data-xyz": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "end in .json"),
     "evaluate-ev-read-as-mev": (["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"], "--energy-unit eV"),
+    "evaluate-exported-file": (
+        ["evaluate", "real_export.pt", "labels_ev.xyz", "--energy-unit", "eV"],
+        "an exported TorchScript file",
+    ),
     "evaluate-empty-db": (["evaluate", "default", "empty.db", "--energy-unit", "eV"], "empty file"),
     "evaluate-sqlite-not-ase": (
         ["evaluate", "default", "other.db", "--energy-unit", "eV"],
