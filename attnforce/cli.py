@@ -105,31 +105,20 @@ def _md_steps(args: argparse.Namespace) -> int:
 
 
 def _md(args: argparse.Namespace) -> None:
-    from attnforce.atomic import check_outputs
-    from attnforce.export import read_metadata
-    from attnforce.openmm.force import load_force_model
-    from integrators.md import check_md_parameters, md_outputs, run_md
+    from integrators.md import run_md
 
     steps = _md_steps(args)
-    report_interval = args.report_interval or min(DEFAULT_REPORT_INTERVAL, steps)
-    check_md_parameters(
-        steps, args.timestep_fs, args.temperature, args.friction, report_interval, args.seed, warn=False
-    )  # run_md checks again, and warns
-    plot = False if args.no_plot else args.png
-    check_outputs(md_outputs(args.dcd, args.csv, plot), {"--structure": args.structure, "--model": args.model})
-    model = load_force_model(args.model)
-    metadata = read_metadata(model) if isinstance(model, Path) else model.metadata
-    result = run_md(
-        model,
+    result = run_md(  # checks every number and output before it loads the model
+        args.model,
         args.structure,
         steps,
         args.dcd,
         energies_csv=args.csv,
-        plot_png=plot,
+        plot_png=False if args.no_plot else args.png,
         temperature_k=args.temperature,
         friction_per_ps=args.friction,
         timestep_fs=args.timestep_fs,
-        report_interval=report_interval,
+        report_interval=args.report_interval or min(DEFAULT_REPORT_INTERVAL, steps),
         ensemble=args.ensemble,
         minimize=not args.no_minimize,
         platform=args.platform,
@@ -137,7 +126,7 @@ def _md(args: argparse.Namespace) -> None:
         outputs_forces=True if args.output_forces else None,
         cuda_graphs=args.cuda_graphs,
     )
-    print(f"model: {args.model}; {_describe_metrics(metadata)}")
+    print(f"model: {args.model}; {_describe_metrics(result.model_metadata)}")
     print(
         f"trajectory: {result.dcd} ({result.frames} frames, topology {result.topology_pdb}); "
         f"energies: {result.energies_csv}" + (f"; plot: {result.plot_png}" if result.plot_png else "")

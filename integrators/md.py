@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from attnforce.atomic import atomic_output, check_outputs
 from attnforce.checkpoint import SavedModel
-from attnforce.openmm.force import add_force
+from attnforce.export import read_metadata
+from attnforce.openmm.force import add_force, load_force_model
 from attnforce.openmm.platform import select_platform
 from systems.molecules import Molecule, check_geometry, load_molecule
 
@@ -53,11 +54,9 @@ def check_md_parameters(
     friction_per_ps: float,
     report_interval: int,
     seed: int | None = None,
-    warn: bool = True,
 ) -> None:
     """Refuse, before any work, numbers that cannot give a meaningful simulation (ValueError naming the value and
-    the fix), and with ``warn`` log a warning about legal but unwise ones (a step above 2 fs without constraints,
-    a hot thermostat)."""
+    the fix), and warn about legal but unwise ones (a step above 2 fs without constraints, a hot thermostat)."""
     for name, value in (
         ("time step", timestep_fs),
         ("temperature", temperature_k),
@@ -79,7 +78,7 @@ def check_md_parameters(
             f"a time step of {timestep_fs} fs integrates bond vibrations (about 10 fs periods) unstably: the molecule "
             f"would blow apart; use at most {UNCONSTRAINED_TIMESTEP_FS:g} fs (0.5 fs is the default)"
         )
-    if warn and timestep_fs > UNCONSTRAINED_TIMESTEP_FS:
+    if timestep_fs > UNCONSTRAINED_TIMESTEP_FS:
         logger.warning(
             "a time step of %g fs without constraints on bonds to hydrogen is likely unstable; %g fs or less is safe",
             timestep_fs,
@@ -92,7 +91,7 @@ def check_md_parameters(
             f"{temperature_k:g} K is beyond any molecular simulation (covalent bonds break near {MAX_TEMPERATURE_K:g} "
             "K) and far outside what a learned potential was trained on; give a temperature in kelvin, such as 300"
         )
-    if warn and temperature_k > HOT_TEMPERATURE_K:
+    if temperature_k > HOT_TEMPERATURE_K:
         logger.warning(
             "%g K is hotter than typical training data samples (rMD17: 500 K); the model may be extrapolating",
             temperature_k,
@@ -132,7 +131,7 @@ def md_outputs(
 
 @dataclass
 class MDResult:
-    """What a run wrote and how fast it ran."""
+    """What a run wrote, how fast it ran, and the metadata of the model it ran (test errors, training data)."""
 
     dcd: Path
     topology_pdb: Path
@@ -143,6 +142,7 @@ class MDResult:
     platform: str
     ns_per_day: float
     steps_per_second: float
+    model_metadata: dict
 
 
 def build_system(
@@ -292,6 +292,7 @@ def run_md(
     plot_png = outputs.get("png")
     molecule = structure if isinstance(structure, Molecule) else load_molecule(structure)
     check_geometry(molecule)
+    model = load_force_model(model)  # a SavedModel, or an exported file's path
 
     system = build_system(molecule, model, outputs_forces, cuda_graphs)  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond
@@ -339,6 +340,7 @@ def run_md(
         platform=chosen.getName(),
         ns_per_day=simulated_ns / wall * 86400.0,
         steps_per_second=steps / wall,
+        model_metadata=read_metadata(model) if isinstance(model, Path) else model.metadata,
     )
     logger.info(
         "%d steps on %s: %.1f steps/s, %.3f ns/day", steps, result.platform, result.steps_per_second, result.ns_per_day

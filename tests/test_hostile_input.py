@@ -247,6 +247,7 @@ def workdir(inputs, tmp_path, monkeypatch) -> Path:
 
 
 MD = ["md", "--platform", "CPU", "--no-minimize"]
+NBODY = ["forecast", "--task", "nbody", "--output", "f.npz"]
 
 #: (argv, words the message must hold): every case is refused with exit status 2.
 CASES = {
@@ -373,11 +374,11 @@ CASES = {
         "refused: it could run code",
     ),
     "forecast-no-systems": (
-        ["forecast", "--task", "nbody", "--initial", "no_systems.npz", "--output", "f.npz"],
+        NBODY + ["--initial", "no_systems.npz"],
         "nothing to forecast",
     ),
     "forecast-garbage-initial": (
-        ["forecast", "--task", "nbody", "--initial", "garbage.npz", "--output", "f.npz"],
+        NBODY + ["--initial", "garbage.npz"],
         "not a readable NPZ",
     ),
     "forecast-object-initial": (
@@ -385,10 +386,10 @@ CASES = {
         "not a readable NPZ",
     ),
     "forecast-complex-initial": (
-        ["forecast", "--task", "nbody", "--initial", "complex.npz", "--output", "f.npz"],
+        NBODY + ["--initial", "complex.npz"],
         "expected real numbers",
     ),
-    "forecast-nan-initial": (["forecast", "--task", "nbody", "--initial", "nan_state.npz", "--output", "f.npz"], "NaN"),
+    "forecast-nan-initial": (NBODY + ["--initial", "nan_state.npz"], "NaN"),
     "forecast-over-initial": (
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--output", "one_system.npz"],
         "destroy the input",
