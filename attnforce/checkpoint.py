@@ -23,6 +23,7 @@ Migrations from older schema versions are explicit functions in :data:`MIGRATION
 
 import pickle
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,7 @@ import torch
 import attnforce
 from attnforce.atomic import atomic_output
 from attnforce.models import Potential, build_model
+from attnforce.paths import require_file
 
 SCHEMA_VERSION = 1
 UNITS = {"length": "angstrom", "energy": "eV"}
@@ -116,15 +118,22 @@ def resolve_model_path(model: str | Path) -> Path:
     """A saved model's path, or an embedded model's (``default``, ``sake``, ``equiformer``) inside the package."""
     if str(model) in EMBEDDED_MODELS:
         return Path(str(resources.files("attnforce") / "data" / EMBEDDED_MODELS[str(model)]))
-    path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such model file: {path} (or name an embedded model: {sorted(EMBEDDED_MODELS)})")
-    return path
+    return require_file(model, "model", f" (or name an embedded model: {sorted(EMBEDDED_MODELS)})")
 
 
 def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; ValueError naming ``what`` for a truncated or foreign
     file."""
+    path = require_file(path, what.removeprefix("attnforce "))
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            pickled = handle.read(1) == b"\x80"  # a pickle's PROTO opcode
+        if pickled:
+            raise ValueError(
+                f"{path}: a plain pickle, not a torch.save archive; attnforce never unpickles those (they can run "
+                f"code); {what} files are torch.save archives of tensors and plain types"
+            )
+        raise ValueError(f"{path}: not a readable {what} (not a torch.save archive: damaged, truncated or foreign)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

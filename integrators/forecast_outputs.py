@@ -13,6 +13,7 @@ import numpy as np
 import openmm.unit as unit
 
 from attnforce.atomic import atomic_output
+from attnforce.paths import require_file, unreadable_npz
 from systems.forecasting import ForecastTask, charge_types
 
 #: nm per task length unit in the DCD: one unit is drawn as one Å.
@@ -26,14 +27,12 @@ def read_initial_states(
 
     N-body files need ``charges`` (S, N) of +1/-1; motion files have N = the skeleton's joints, in its order.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such initial-state file: {path}")
+    path = require_file(path, "initial-state")
     try:
         with np.load(path) as stored:
             arrays = {key: stored[key] for key in stored.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable NPZ file ({' '.join(str(error).split())})") from None
+        raise unreadable_npz(path, error) from None
     missing = [
         key for key in ("positions", "velocities") + (("charges",) if task.name == "nbody" else ()) if key not in arrays
     ]

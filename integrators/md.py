@@ -45,6 +45,8 @@ MAX_TEMPERATURE_K, HOT_TEMPERATURE_K = 10_000.0, 1_500.0
 MAX_FRICTION_PER_PS = 10_000.0
 #: OpenMM's random seeds are 32-bit signed integers.
 MAX_SEED = 2**31 - 1
+#: The DCD format stores step numbers as 32-bit signed integers: a longer run cannot be written as one trajectory.
+MAX_STEPS = 2**31 - 1
 
 
 def check_md_parameters(
@@ -66,6 +68,11 @@ def check_md_parameters(
             raise ValueError(f"the {name} is {value}: give a finite number")
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps}")
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"{steps:.3g} steps cannot be written as one DCD trajectory (its step numbers are 32-bit, at most "
+            f"{MAX_STEPS:,}); split the run into shorter ones"
+        )
     if timestep_fs <= 0:
         raise ValueError(f"the time step must be positive, got {timestep_fs} fs (0.5 fs is the default)")
     if timestep_fs < MIN_TIMESTEP_FS:

@@ -27,6 +27,7 @@ from torch import nn
 
 import attnforce
 from attnforce.checkpoint import FORECASTER_KIND, SCHEMA_VERSION, atomic_save, read_stored
+from attnforce.paths import require_file
 from integrators.dynamics import build_dynamics
 from systems.forecasting import ForecastTask
 
@@ -109,18 +110,15 @@ def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
             f"no embedded learned integrator for {'the task' if task is None else repr(task)}: embedded ones are "
             f"{sorted(EMBEDDED_FORECASTERS)}; give a saved model"
         )
-    path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no such model file: {path} (or name an embedded learned integrator: {sorted(EMBEDDED_FORECASTERS)})"
-        )
-    return path
+    return require_file(model, "model", f" (or name an embedded learned integrator: {sorted(EMBEDDED_FORECASTERS)})")
 
 
 def is_forecaster(model: str | Path) -> bool:
     """Whether ``model`` names an embedded learned integrator or a readable file holding one."""
     if str(model) in EMBEDDED_FORECASTERS:
         return True
+    if not Path(str(model)).is_file():
+        return False
     try:
         stored = read_stored(model)
     except ValueError:  # anything unreadable is not one; the energy-model loader names the problem

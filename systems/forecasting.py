@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.paths import require_file
 from systems.mocap import forward_kinematics, read_asf
 from systems.nbody import simulate
 from systems.restricted_pickle import load_array_pickle
@@ -160,8 +161,7 @@ def _mocap_sequences(mat_path: Path) -> list[np.ndarray]:
     """Every trial of ``cmu35WalkJog.mat`` as channels (T, 62): ``Y``'s, then ``Ytest``'s, in order."""
     from scipy.io import loadmat
 
-    if not mat_path.is_file():
-        raise FileNotFoundError(f"no such motion file: {mat_path}")
+    require_file(mat_path, "motion")
     try:
         mat = loadmat(mat_path)
         sequences = []
@@ -184,9 +184,7 @@ def walking_trials(cmu_dir: str | Path) -> tuple[list[np.ndarray], list[tuple[in
 
 def running_trials(motion_run_pkl: str | Path) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """Joint positions (T, 31, 3) of EGHN's 11 running trials and their bonds."""
-    path = Path(motion_run_pkl)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such motion file: {path}")
+    path = require_file(motion_run_pkl, "motion")
     content = load_array_pickle(path)  # never the full unpickler: a crafted file could run code
     try:
         edges, trials = content

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.paths import require_file, text_file
+
 AXES = "xyz"
 
 
@@ -78,10 +80,9 @@ def euler_matrix(angles_deg: np.ndarray, order: str = "XYZ") -> np.ndarray:
 
 def read_asf(path: str | Path) -> Skeleton:
     """Read an Acclaim ASF skeleton; ValueError naming the file for anything unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such skeleton file: {path}")
-    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    path = require_file(path, "skeleton")
+    with text_file(path, "an Acclaim ASF skeleton"):
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
     section, bones, parents, current = None, [], {}, None
     root_order, root_axis, root_orientation = [], "XYZ", np.zeros(3)
     try:
@@ -137,9 +138,7 @@ def read_asf(path: str | Path) -> Skeleton:
 
 def read_amc(path: str | Path, skeleton: Skeleton) -> np.ndarray:
     """Frames (T, skeleton.num_channels) of an Acclaim AMC file, in the skeleton's channel order."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such motion file: {path}")
+    path = require_file(path, "motion")
     widths = {"root": len(skeleton.root_order), **{bone.name: len(bone.dofs) for bone in skeleton.bones}}
     order = ["root"] + [bone.name for bone in skeleton.bones if bone.dofs]
     frames, current = [], None

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from openmm import app
 
+from attnforce.paths import require_file, text_file
 from systems.elements import atomic_number
 
 logger = logging.getLogger(__name__)
@@ -50,12 +51,8 @@ class Molecule:
 
 def read_text_lines(path: Path, what: str) -> list[str]:
     """The lines of a text file; ValueError naming the file when it is binary."""
-    try:
+    with text_file(path, what):
         return path.read_text().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not a text file (undecodable byte at offset {error.start}); expected {what}"
-        ) from None
 
 
 def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app.Topology:
@@ -135,8 +132,10 @@ def check_geometry(molecule: Molecule) -> None:
     distances, neighbours = cKDTree(molecule.positions).query(molecule.positions, k=2)
     closest = int(np.argmin(distances[:, 1]))
     if distances[closest, 1] < MIN_DISTANCE_A:
+        # With duplicate points the tree may list the atom itself second; its partner is then the first.
+        partner = next(int(index) for index in neighbours[closest, ::-1] if index != closest)
         raise ValueError(
-            f"{molecule.name}: atoms {closest} and {int(neighbours[closest, 1])} are {distances[closest, 1]:.3g} Å "
+            f"{molecule.name}: atoms {closest} and {partner} are {distances[closest, 1]:.3g} Å "
             f"apart (closer than {MIN_DISTANCE_A} Å, shorter than any bond); check the coordinates and their unit (Å)"
         )
     lonely = np.flatnonzero(distances[:, 1] > LONELY_DISTANCE_A)
@@ -154,9 +153,7 @@ def load_molecule(structure: str | Path) -> Molecule:
     """A molecule from an ``.xyz``/``.extxyz``/``.pdb`` file or an embedded name (``default``, ``aspirin``)."""
     if str(structure) in EMBEDDED_STRUCTURES:
         structure = Path(str(resources.files("attnforce") / "data" / EMBEDDED_STRUCTURES[str(structure)]))
-    path = Path(structure)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such structure file: {path}")
+    path = require_file(structure, "structure")
     suffix = path.suffix.lower()
     if suffix in (".xyz", ".extxyz"):
         molecule = read_xyz(path)

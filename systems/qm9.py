@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.paths import require_file
 from attnforce.units import ev_per_hartree
 from systems.elements import atomic_number
 
@@ -101,8 +102,7 @@ def read_qm9(limit: int | None = None, data_dir: str | Path | None = None) -> QM
     targets: dict[str, list[float]] = {name: [] for name in TARGETS}
     for name in CSV_FILES:
         path = data_dir / name
-        if not path.is_file():
-            raise FileNotFoundError(f"no such QM9 file: {path}")
+        require_file(path, "QM9")
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
                 if limit is not None and len(indices) >= limit:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.paths import require_file, text_file, unreadable_npz
 from attnforce.units import EV_PER_ENERGY_UNIT
 from systems.elements import atomic_number
 from systems.frames import Frames, ScaledArray
@@ -35,10 +36,7 @@ def _ev_per(energy_unit: str) -> float:
 
 
 def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such data file: {path}")
-    return path
+    return require_file(path, "data")
 
 
 def _parse_comment(line: str) -> dict[str, str]:
@@ -126,10 +124,8 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
 
 def _count_frames(path: Path) -> tuple[int, int]:
     """(frames, atoms per frame) of an XYZ file, streaming; ValueError for a truncated file or differing sizes."""
-    try:
+    with text_file(path, "XYZ"):
         return _count_frames_of_text(path)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not a text file (undecodable byte at offset {error.start}); expected XYZ") from None
 
 
 def _count_frames_of_text(path: Path) -> tuple[int, int]:
@@ -209,7 +205,7 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+        raise unreadable_npz(path, error) from None
     with archive:
         files = [name.removesuffix(".npy") for name in archive.namelist()]
         names = next((n for n in NPZ_LAYOUTS.values() if all(name in files for name in n)), None)
@@ -220,7 +216,7 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
         try:
             r, z, e, f = (_npz_member(path, archive, name) for name in names)
         except (OSError, ValueError, zipfile.BadZipFile, struct.error) as error:
-            raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+            raise unreadable_npz(path, error) from None
     mapped = isinstance(r, np.memmap)
     logger.info("%s: %d frames, %s", path, len(r), "memory-mapped" if mapped else "compressed, read into memory")
     return Frames(

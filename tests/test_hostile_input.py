@@ -187,6 +187,11 @@ def _files(folder: Path) -> None:
         velocities=np.zeros((1, 5, 3)),
         charges=np.array([[1.0, -1.0, 1.0, -1.0, 1.0]]),
     )
+    for name, positions in (("coincident", np.zeros((1, 5, 3))), ("huge", np.full((1, 5, 3), 1e300))):
+        np.savez(folder / f"{name}.npz", positions=positions, velocities=np.zeros((1, 5, 3)), charges=np.ones((1, 5)))
+    for name in ("plain_pickle.pt", "pickled.npz"):
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"weights": _RunsCode(folder)}, handle, protocol=4)
     np.savez(folder / "object.npz", positions=np.array([{"a": 1}], dtype=object), velocities=np.zeros(1))
     _crafted_model(folder / "crafted.pt")
     _tampered_model(folder / "tampered.pt")
@@ -290,7 +295,11 @@ CASES = {
     "xyz-unknown-element": (MD + ["--structure", "unknown_element.xyz", "--dcd", "a.dcd"], "unknown element"),
     "xyz-nan": (MD + ["--structure", "nan.xyz", "--dcd", "a.dcd"], "NaN"),
     "structure-mol2": (MD + ["--structure", "molecule.mol2", "--dcd", "a.dcd"], "unknown structure format"),
-    "xyz-overlapping-atoms": (MD + ["--structure", "overlapping.xyz", "--dcd", "a.dcd"], "shorter than any bond"),
+    "xyz-overlapping-atoms": (MD + ["--structure", "overlapping.xyz", "--dcd", "a.dcd"], "atoms 0 and 1 are 0 Å apart"),
+    "structure-is-a-folder": (MD + ["--structure", "damaged", "--dcd", "a.dcd"], "damaged is a directory; give a"),
+    "steps-beyond-dcd": (MD + ["--dcd", "a.dcd", "--steps", str(10**23)], "32-bit"),
+    "time-beyond-dcd": (MD + ["--dcd", "a.dcd", "--time-ps", "1e300"], "32-bit"),
+    "model-plain-pickle": (MD + ["--model", "plain_pickle.pt", "--dcd", "a.dcd"], "a plain pickle"),
     "timestep-denormal": (MD + ["--dcd", "a.dcd", "--timestep-fs", "1e-300"], "nothing measurable"),
     "csv-hard-link-to-model": (
         MD + ["--model", "model.pt", "--dcd", "a.dcd", "--csv", "model_link.csv"],
@@ -379,17 +388,20 @@ CASES = {
     ),
     "forecast-garbage-initial": (
         NBODY + ["--initial", "garbage.npz"],
-        "not a readable NPZ",
+        "not a readable .npz",
     ),
     "forecast-object-initial": (
         ["forecast", "--task", "walking", "--initial", "object.npz", "--output", "f.npz"],
-        "not a readable NPZ",
+        "not a readable .npz",
     ),
     "forecast-complex-initial": (
         NBODY + ["--initial", "complex.npz"],
         "expected real numbers",
     ),
     "forecast-nan-initial": (NBODY + ["--initial", "nan_state.npz"], "NaN"),
+    "forecast-coincident-initial": (NBODY + ["--initial", "coincident.npz"], "particles 0 and 1 of system 0 coincide"),
+    "forecast-huge-initial": (NBODY + ["--initial", "huge.npz"], "positions reach 1e+300"),
+    "forecast-pickled-initial": (NBODY + ["--initial", "pickled.npz"], "pickled Python objects, which attnforce never"),
     "forecast-over-initial": (
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--output", "one_system.npz"],
         "destroy the input",

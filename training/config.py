@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import yaml
 
+from attnforce.paths import require_file, text_file
+
 
 @dataclass
 class DataConfig:
@@ -279,15 +281,10 @@ def _build(cls, values: Any, where: str):
 def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig:
     """Read an experiment YAML strictly: a learned-integrator experiment if its ``data`` names a ``task``, an
     energy + force experiment otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such config file: {path}")
+    path = require_file(path, "config")
     try:
-        values = yaml.load(path.read_text(), Loader=_StrictLoader)
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path}: not a text file (undecodable byte at offset {error.start}); give a YAML config"
-        ) from None
+        with text_file(path, "a YAML config"):
+            values = yaml.load(path.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]

@@ -194,15 +194,32 @@ def read_training_state(path: Path, config) -> dict:
         missing = ["a non-negative epoch"]
     if missing or not isinstance(state["config"], dict) or not isinstance(state["config"].get("training"), dict):
         raise ValueError(f"{path}: a damaged training state (lacks {missing or ['config.training']}); start a new run")
-    stored, current = state["config"], asdict(config)
-    stored_training = {k: v for k, v in stored["training"].items() if k not in RESUMABLE_CHANGES}
-    current_training = {k: v for k, v in current["training"].items() if k not in RESUMABLE_CHANGES}
-    if {**stored, "training": stored_training} != {**current, "training": current_training}:
+    changed = _changed_keys(state["config"], asdict(config))
+    if changed:
         raise ValueError(
-            f"{path} was written by a run with another config; resume only the same experiment (only "
-            f"{sorted(RESUMABLE_CHANGES)} may change)"
+            f"{path} was written by a run with another config ({', '.join(changed[:5])} differ); resume only the same "
+            f"experiment (only training.{{{', '.join(sorted(RESUMABLE_CHANGES))}}} may change)"
         )
     return state
+
+
+def _changed_keys(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two configs (as dicts), ignoring what a resumed run may
+    change (:data:`RESUMABLE_CHANGES`) and spellings of the same run directory (``run`` and ``./run/``)."""
+    changed = []
+    for key in sorted(set(stored) | set(current), key=str):
+        name = f"{prefix}{key}"
+        old, new = stored.get(key), current.get(key)
+        if prefix == "training." and key in RESUMABLE_CHANGES:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed_keys(old, new, f"{name}.")
+        elif name == "output" and isinstance(old, str) and isinstance(new, str):
+            if os.path.normpath(old) != os.path.normpath(new):
+                changed.append(name)
+        elif old != new or key not in stored or key not in current:
+            changed.append(name)
+    return changed
 
 
 def _random_states(rng: np.random.Generator, device: torch.device) -> dict:

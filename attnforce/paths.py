@@ -1,0 +1,35 @@
+"""Input files, checked the same way everywhere: a missing file, a directory or a binary file named in one line."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def require_file(path: str | Path, what: str, hint: str = "") -> Path:
+    """``path`` as a Path when it is a file; FileNotFoundError ("no such {what} file") or IsADirectoryError naming it
+    otherwise, each followed by ``hint`` (such as the embedded names that may be given instead)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a {what} file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such {what} file: {path}{hint}")
+    return path
+
+
+@contextmanager
+def text_file(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a UnicodeDecodeError met while reading ``path`` into a ValueError saying it is not a {what} text file."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a text file (undecodable byte at offset {error.start}); expected {what}"
+        ) from None
+
+
+def unreadable_npz(path: str | Path, error: Exception) -> ValueError:
+    """The error for an ``.npz`` that NumPy could not read, without NumPy's advice to unpickle what it holds."""
+    text = " ".join(str(error).split())
+    if "pickle" in text:
+        text = "it holds pickled Python objects, which attnforce never unpickles"
+    return ValueError(f"{path}: not a readable .npz file ({text})")
