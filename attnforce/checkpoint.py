@@ -3,7 +3,7 @@
 A saved model is a ``torch.save``d dict of plain types and tensors, read back with ``weights_only=True``::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "architecture": "sake",
       "hyperparameters": {...},            # keyword arguments of the architecture
       "state_dict": {...},                 # includes energy_scale (eV) and element_shifts (119,) eV, float64
@@ -37,7 +37,7 @@ from attnforce.atomic import atomic_output
 from attnforce.models import Potential, build_model
 from attnforce.paths import require_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNITS = {"length": "angstrom", "energy": "eV"}
 #: The dtypes a model is trained and loaded in, by the names configs and training records use.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -49,8 +49,25 @@ OTHER_KINDS = {
     TRAINING_STATE_KIND: "a training state (continue its run with attnforce train CONFIG --resume)",
 }
 
+
+def _sake_distance_attention_renamed(stored: dict) -> dict:
+    """Schema 1 -> 2: SAKE's switch of the ``-d_ij / l_k`` attention logits was called ``spatial_attention``; the
+    paper and the official code call that the distance (Euclidean) attention and give ``spatial_attention`` to the
+    vector block, so the switch is now ``distance_attention``."""
+    hyperparameters = stored.get("hyperparameters")
+    if (
+        stored.get("architecture") == "sake"
+        and isinstance(hyperparameters, dict)
+        and "spatial_attention" in hyperparameters
+    ):
+        hyperparameters = dict(hyperparameters)
+        hyperparameters["distance_attention"] = hyperparameters.pop("spatial_attention")
+        stored = {**stored, "hyperparameters": hyperparameters}
+    return {**stored, "schema_version": 2}
+
+
 #: ``MIGRATIONS[v]`` turns a schema-v dict into a schema-(v+1) dict.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _sake_distance_attention_renamed}
 
 #: Models that ship with the package, by the name accepted wherever a MODEL is.
 EMBEDDED_MODELS = {"default": "aspirin_sake.pt", "sake": "aspirin_sake.pt", "equiformer": "aspirin_equiformer.pt"}

@@ -26,11 +26,13 @@ import torch
 from torch import nn
 
 import attnforce
-from attnforce.checkpoint import FORECASTER_KIND, SCHEMA_VERSION, atomic_save, read_stored
+from attnforce.checkpoint import FORECASTER_KIND, atomic_save, read_stored
 from attnforce.paths import require_file
 from integrators.dynamics import build_dynamics
 from systems.forecasting import ForecastTask
 
+#: The layout of a saved learned integrator (its own: energy models' schema versions move independently).
+FORECASTER_SCHEMA_VERSION = 1
 #: Learned integrators that ship with the package: ``default`` for each task.
 EMBEDDED_FORECASTERS = {"nbody": "nbody_sake.pt", "walking": "walking_sake.pt"}
 
@@ -87,7 +89,7 @@ def save_forecaster(
     }
     atomic_save(
         {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": FORECASTER_SCHEMA_VERSION,
             "kind": FORECASTER_KIND,
             "architecture": architecture,
             "hyperparameters": dict(hyperparameters),
@@ -132,8 +134,11 @@ def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dty
     stored = read_stored(path)
     if not isinstance(stored, dict) or stored.get("kind") != FORECASTER_KIND:
         raise ValueError(f"{path}: not an attnforce learned integrator (an energy model goes to `attnforce md`)")
-    if stored.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema version {stored.get('schema_version')} is not {SCHEMA_VERSION}")
+    if stored.get("schema_version") != FORECASTER_SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema version {stored.get('schema_version')} is not {FORECASTER_SCHEMA_VERSION}, the one this "
+            "attnforce reads for learned integrators"
+        )
     try:
         network = build_dynamics(stored["architecture"], stored["hyperparameters"], dtype)
         network.load_state_dict(stored["state_dict"])

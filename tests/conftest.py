@@ -34,6 +34,23 @@ _EQUIFORMER = dict(
 MODEL_VARIANTS = {
     "sake-allpairs": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=None)),
     "sake-cutoff": ("sake", dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=4.0)),
+    # The official layer's options (sake-gnn's DenseSAKELayer), and their mean in cutoff mode.
+    "sake-official": (
+        "sake",
+        dict(
+            hidden_features=16,
+            num_layers=2,
+            num_heads=4,
+            num_rbf=16,
+            cutoff=None,
+            distance_attention=False,
+            aggregation="mean",
+        ),
+    ),
+    "sake-cutoff-mean": (
+        "sake",
+        dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=4.0, aggregation="mean"),
+    ),
     "equiformer-nonlinear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=True)),
     "equiformer-linear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=False)),
     "equiformer-dot-product": ("equiformer", dict(_EQUIFORMER, attention="dot_product", nonlinear_messages=False)),

@@ -13,7 +13,7 @@ from openmm import unit
 from torch import nn
 
 from attnforce import units
-from attnforce.checkpoint import SavedModel, save_model
+from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, save_model
 from attnforce.export import export_torchscript, read_metadata
 from attnforce.models import Potential
 from attnforce.openmm.force import add_force
@@ -117,7 +117,7 @@ def test_exported_file_carries_its_metadata(tmp_path):
     assert metadata["atomic_numbers"] == ETHANOL
     assert metadata["element_symbols"] == list("CCOHHHHHH") and metadata["elements"] == [1, 6, 8]
     assert metadata["outputs_forces"] is True
-    assert metadata["schema_version"] == 1
+    assert metadata["schema_version"] == SCHEMA_VERSION
 
 
 def test_topology_with_an_element_the_model_does_not_know_is_refused():

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from conftest import _EQUIFORMER, CUTOFF_VARIANTS, ETHANOL, energy_and_forces, make_potential, random_molecule
+from conftest import (
+    _EQUIFORMER,
+    CUTOFF_VARIANTS,
+    ETHANOL,
+    MODEL_VARIANTS,
+    energy_and_forces,
+    make_potential,
+    random_molecule,
+)
 
 from attnforce.export import script
 from attnforce.models import Equiformer, Potential, build_model, preset
@@ -186,3 +194,12 @@ def test_equiformer_md17_presets_count_the_official_parameters():
         "equiformer-md17-linear": 2_972_867 - (2 * 32 + 2),
         "equiformer-md17-dot-product": 3_316_865,
     }
+
+
+@pytest.mark.parametrize("variant", sorted(v for v in MODEL_VARIANTS if v.startswith("sake")))
+def test_sake_gives_finite_energy_and_forces_for_coincident_atoms(variant):
+    """Two atoms at one point (the official layer softens distances; ours guards the unit vectors' division)."""
+    positions = random_molecule(9, seed=4)
+    positions[1] = positions[0]
+    energy, forces = energy_and_forces(make_potential(variant), positions, ETHANOL)
+    assert np.isfinite(float(energy)) and bool(torch.isfinite(forces).all())

@@ -7,6 +7,7 @@ from conftest import ETHANOL, energy_and_forces, make_saved, random_molecule
 
 from attnforce.checkpoint import SCHEMA_VERSION, load_model, save_model
 from attnforce.export import export_torchscript
+from attnforce.models import Potential, build_model
 
 
 def test_round_trip_keeps_predictions_and_metadata(tmp_path, variant):
@@ -51,8 +52,29 @@ def test_newer_schema_is_refused(tmp_path):
     raw = torch.load(path, weights_only=True)
     raw["schema_version"] = SCHEMA_VERSION + 1
     torch.save(raw, path)
-    with pytest.raises(ValueError, match="schema version 2 is not one this attnforce reads"):
+    with pytest.raises(ValueError, match=f"schema version {SCHEMA_VERSION + 1} is not one this attnforce reads"):
         load_model(path)
+
+
+def test_schema_1_sake_switch_becomes_distance_attention(tmp_path):
+    """Schema 1 called SAKE's distance-attention switch ``spatial_attention``; read back, it switches the same
+    attention off (and the vector block, now ``spatial_attention``, stays on)."""
+    hyperparameters = dict(hidden_features=8, num_layers=1, num_heads=2, num_rbf=8, cutoff=None)
+    torch.manual_seed(0)
+    without_distance = dict(hyperparameters, distance_attention=False)
+    potential = Potential(build_model("sake", without_distance, torch.float64), 0.3, torch.zeros(119))
+    path = tmp_path / "v1.pt"
+    save_model(path, potential, "sake", without_distance, ETHANOL)
+    raw = torch.load(path, weights_only=True)
+    raw["schema_version"] = 1
+    raw["hyperparameters"] = dict(hyperparameters, spatial_attention=False)
+    torch.save(raw, path)
+    loaded = load_model(path, dtype=torch.float64)
+    assert loaded.hyperparameters == without_distance
+    positions = random_molecule(9, seed=3)
+    assert float(energy_and_forces(loaded.potential, positions, ETHANOL)[0]) == float(
+        energy_and_forces(potential, positions, ETHANOL)[0]
+    )
 
 
 def test_failed_export_leaves_no_file(tmp_path):
