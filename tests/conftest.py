@@ -52,7 +52,10 @@ MODEL_VARIANTS = {
         dict(hidden_features=16, num_layers=2, num_heads=4, num_rbf=16, cutoff=4.0, aggregation="mean"),
     ),
     "equiformer-nonlinear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=True)),
-    "equiformer-linear": ("equiformer", dict(_EQUIFORMER, attention="mlp", nonlinear_messages=False)),
+    "equiformer-linear": (
+        "equiformer",
+        dict(_EQUIFORMER, attention="mlp", nonlinear_messages=False, radial_basis="gaussian"),
+    ),
     "equiformer-dot-product": ("equiformer", dict(_EQUIFORMER, attention="dot_product", nonlinear_messages=False)),
 }
 assert {arch for arch, _ in MODEL_VARIANTS.values()} == set(ARCHITECTURES), "every architecture needs a variant"

@@ -30,7 +30,14 @@ from e3nn import o3
 from e3nn.math import normalize2mom
 from torch import Tensor, nn
 
-from attnforce.nn import CosineCutoff, ExpNormalSmearing, edge_vectors, scatter_sum, segment_softmax
+from attnforce.nn import (
+    CosineCutoff,
+    ExpNormalSmearing,
+    GaussianRadialBasis,
+    edge_vectors,
+    scatter_sum,
+    segment_softmax,
+)
 from attnforce.nn.equivariant import (
     SCALAR,
     DepthwiseTensorProduct,
@@ -42,6 +49,8 @@ from attnforce.nn.equivariant import (
 )
 
 ATTENTION_KINDS = ("mlp", "dot_product")
+#: Radial bases of the distances: the official MD17 models use ``exp_normal`` except the linear one (``gaussian``).
+RADIAL_BASES = ("exp_normal", "gaussian")
 
 
 def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
@@ -285,7 +294,9 @@ class Equiformer(nn.Module):
         irreps_head: value irreps of one head (paper: "32x0e+16x1e+8x2e").
         irreps_mlp: hidden irreps of the feed-forward networks (paper: "384x0e+192x1e+96x2e").
         irreps_feature: scalar features out of the last block, into the head (paper: "512x0e").
-        num_rbf: exponential-normal radial basis functions (paper, MD17: 32).
+        num_rbf: radial basis functions (paper, MD17: 32).
+        radial_basis: ``exp_normal`` (fixed; the official non-linear and dot-product MD17 models) or ``gaussian``
+            (trainable, 2 * num_rbf + 2 parameters; the official linear-messages MD17 model).
         radial_hidden: hidden widths of the radial MLPs (paper: [64, 64]).
         cutoff: graph radius, Å (paper: 5).
         attention: "mlp" (paper) or "dot_product".
@@ -311,6 +322,7 @@ class Equiformer(nn.Module):
         irreps_mlp: str = "384x0e+192x1e+96x2e",
         irreps_feature: str = "512x0e",
         num_rbf: int = 32,
+        radial_basis: str = "exp_normal",
         radial_hidden: Optional[list[int]] = None,
         cutoff: float = 5.0,
         attention: str = "mlp",
@@ -337,7 +349,13 @@ class Equiformer(nn.Module):
         with torch.no_grad():  # a one-hot input has norm 1, not sqrt(num_atom_types): unit-variance embeddings
             self.embedding.weight.mul_(num_atom_types**0.5)
         self.spherical_harmonics = SphericalHarmonics(sh, normalize=True, normalization="component")
-        self.rbf = ExpNormalSmearing(num_rbf, 0.0, cutoff, trainable=False)
+        if radial_basis not in RADIAL_BASES:
+            raise ValueError(f"unknown radial_basis {radial_basis!r}; choose from {list(RADIAL_BASES)}")
+        self.rbf = (
+            ExpNormalSmearing(num_rbf, 0.0, cutoff, trainable=False)
+            if radial_basis == "exp_normal"
+            else GaussianRadialBasis(num_rbf, cutoff)
+        )
         self.envelope = CosineCutoff(cutoff)
         self.edge_degree = EdgeDegreeEmbedding(node, sh, radial, avg_degree)
         self.blocks = nn.ModuleList(

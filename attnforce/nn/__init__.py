@@ -13,11 +13,12 @@ from attnforce.nn.graph import (
 )
 from attnforce.nn.mlp import MLP
 from attnforce.nn.neighbours import cell_list_edges, check_minimum_image, perpendicular_widths
-from attnforce.nn.radial import ExpNormalSmearing
+from attnforce.nn.radial import ExpNormalSmearing, GaussianRadialBasis
 
 __all__ = [
     "CosineCutoff",
     "ExpNormalSmearing",
+    "GaussianRadialBasis",
     "MLP",
     "all_pairs_edges",
     "cell_list_edges",
