@@ -77,7 +77,7 @@ def train_tensornet(config, width: int) -> dict:
     train_frames, val_frames, test_frames = (frames.subset(i) for i in (train_idx, val_idx, test_idx))
     best: dict = {}
     with training_session(config.training) as group:
-        scale, shifts = fit_energy_statistics(train_frames)
+        scale, shifts = fit_energy_statistics(train_frames, config.training.energy_scale)
         potential = TensorNetPotential(width, scale, shifts)
 
         def save_best(evaluated, weights: dict, extra: dict) -> None:

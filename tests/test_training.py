@@ -22,6 +22,11 @@ def test_energy_statistics_of_one_molecule(aspirin_xyz):
     assert per_structure == pytest.approx(frames.energies.mean(), rel=1e-12)
     assert scale == pytest.approx(frames.energies.std(), rel=1e-9)
     assert shifts.dtype == torch.float64 and set(torch.nonzero(shifts).flatten().tolist()) == {1, 6, 8}
+    force_scale, same_shifts = fit_energy_statistics(frames, "force_rms")
+    assert force_scale == pytest.approx(np.sqrt(np.mean(np.asarray(frames.forces) ** 2)), rel=1e-12)
+    assert torch.equal(same_shifts, shifts) and force_scale != pytest.approx(scale, rel=0.1)
+    with pytest.raises(ValueError, match="unknown energy scale 'rms'"):
+        fit_energy_statistics(frames, "rms")
 
 
 def test_learning_rate_schedule_warms_up_then_decays_by_epochs_or_budget():

@@ -60,7 +60,8 @@ class OptimiserConfig:
     process's CPU time summed over its threads (a budget that other work on the machine does not eat into: for
     comparing models).
 
-    ``optimizer`` is ``adam`` or ``adamw`` (decoupled ``weight_decay``); ``gradient_clip`` caps the gradient norm;
+    ``optimizer`` is ``adam`` or ``adamw`` (decoupled ``weight_decay``), with ``amsgrad`` its AMSGrad variant
+    (the running maximum of the second moments, as NequIP trains); ``gradient_clip`` caps the gradient norm;
     ``ema_decay`` keeps an exponential moving average of the weights, which is then the model validated, saved and
     tested; ``patience`` stops after that many epochs without a better validation loss. ``test_every`` also logs
     the test errors every that many epochs, for learning curves (the test set never chooses anything).
@@ -80,6 +81,7 @@ class OptimiserConfig:
     max_minutes: Optional[float] = None
     max_cpu_minutes: Optional[float] = None
     optimizer: str = "adam"
+    amsgrad: bool = False
     weight_decay: float = 0.0
     gradient_clip: Optional[float] = None
     ema_decay: Optional[float] = None
@@ -95,11 +97,17 @@ class OptimiserConfig:
 @dataclass
 class TrainingConfig(OptimiserConfig):
     """Energy + force training: the loss is ``energy_weight * err(E / n_atoms) + force_weight * err(F)`` in eV and
-    eV/Å, ``err`` one of :data:`training.losses.LOSSES` (``loss``)."""
+    eV/Å, ``err`` one of :data:`training.losses.LOSSES` (``loss``).
+
+    ``energy_scale`` is what the network's per-atom outputs are multiplied by (see
+    :data:`training.statistics.ENERGY_SCALES`): ``energy_std``, the standard deviation of the training energies
+    (SAKE's normalisation), or ``force_rms``, the root mean square of the training force components times 1 Å
+    (NequIP's and MACE's), which makes the forces the network must produce of order one."""
 
     energy_weight: float = 1.0
     force_weight: float = 1.0
     loss: str = "mse"
+    energy_scale: str = "energy_std"
 
 
 @dataclass

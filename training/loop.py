@@ -161,7 +161,7 @@ def budget_spent(settings: OptimiserConfig, wall_seconds: float, cpu_seconds: fl
 
 def make_optimizer(parameters, settings: OptimiserConfig) -> torch.optim.Optimizer:
     kind = torch.optim.Adam if settings.optimizer == "adam" else torch.optim.AdamW
-    return kind(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    return kind(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, amsgrad=settings.amsgrad)
 
 
 #: What ``last.pt`` holds (see :func:`run_epochs`).

@@ -6,13 +6,19 @@ import torch
 from systems.frames import Frames
 
 
-def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
+#: How the energy scale is fitted (``TrainingConfig.energy_scale``).
+ENERGY_SCALES = ("energy_std", "force_rms")
+
+
+def fit_energy_statistics(frames: Frames, energy_scale: str = "energy_std") -> tuple[float, torch.Tensor]:
     """Per-element energy shifts (eV) by least squares on composition, and the energy scale (eV).
 
     For frames of one molecule the composition matrix has rank one: least squares then gives the
     minimum-norm shifts whose sum over the molecule is the mean energy: a model trained on one molecule gives
     meaningful forces for another made of the same elements, but its absolute energies there are arbitrary.
-    The scale is the standard deviation of the training energies (SAKE's normalisation).
+    The scale is the standard deviation of the training energies about those shifts (``energy_std``, SAKE's
+    normalisation), or the root mean square of the training force components times 1 Å (``force_rms``, NequIP's
+    and MACE's), in eV.
 
     Returns:
         (energy_scale, shifts) with shifts a (119,) float64 tensor.
@@ -25,9 +31,16 @@ def fit_energy_statistics(frames: Frames) -> tuple[float, torch.Tensor]:
     solution, *_ = np.linalg.lstsq(composition, frames.energies, rcond=None)
     shifts = torch.zeros(119, dtype=torch.float64)
     shifts[torch.as_tensor(elements)] = torch.as_tensor(solution)
-    scale = float(np.std(frames.energies - composition @ solution))
-    if not scale > 0:
-        raise ValueError(f"{frames.source}: the training energies do not vary; no energy scale can be fitted")
+    if energy_scale not in ENERGY_SCALES:
+        raise ValueError(f"unknown energy scale {energy_scale!r}; choose from {list(ENERGY_SCALES)}")
+    if energy_scale == "force_rms":
+        scale = float(np.sqrt(np.mean(np.square(np.asarray(frames.forces, dtype=np.float64)))))
+        if not scale > 0:
+            raise ValueError(f"{frames.source}: the training forces are all zero; no force scale can be fitted")
+    else:
+        scale = float(np.std(frames.energies - composition @ solution))
+        if not scale > 0:
+            raise ValueError(f"{frames.source}: the training energies do not vary; no energy scale can be fitted")
     return scale, shifts
 
 

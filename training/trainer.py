@@ -28,7 +28,7 @@ from training.config import ExperimentConfig, check_config
 from training.evaluation import error_metrics, metrics, predict
 from training.loop import Objective, final_test, run_directory, run_epochs, training_session
 from training.losses import LOSSES, energy_force_loss
-from training.statistics import fit_average_degree, fit_energy_statistics
+from training.statistics import ENERGY_SCALES, fit_average_degree, fit_energy_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,10 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
     """
     if config.training.loss not in LOSSES:
         raise ValueError(f"training.loss must be one of {list(LOSSES)}, got {config.training.loss!r}")
+    if config.training.energy_scale not in ENERGY_SCALES:
+        raise ValueError(
+            f"training.energy_scale must be one of {list(ENERGY_SCALES)}, got {config.training.energy_scale!r}"
+        )
     check_config(config)
     with run_directory(config.output, resume), training_session(config.training) as group:
         return _train(config, progress and group.is_main, resume, group)
@@ -147,7 +151,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
     logger.info(
         "data %s: %d train, %d validation, %d test frames", frames.source, *map(len, (train_idx, val_idx, test_idx))
     )
-    scale, shifts = fit_energy_statistics(train_frames)
+    scale, shifts = fit_energy_statistics(train_frames, config.training.energy_scale)
     config = dataclasses.replace(config, model=_fit_model_statistics(config.model.resolved(), train_frames))
     try:
         model = build_model(config.model.architecture, config.model.hyperparameters)
