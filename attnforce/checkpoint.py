@@ -26,7 +26,6 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 import attnforce
 from attnforce.atomic import atomic_output
 from attnforce.models import Potential, build_model
-from attnforce.paths import require_file
+from attnforce.paths import embedded_or_file, require_file
 
 SCHEMA_VERSION = 2
 UNITS = {"length": "angstrom", "energy": "eV"}
@@ -133,8 +132,9 @@ def save_model(
 
 def resolve_model_path(model: str | Path) -> Path:
     """A saved model's path, or an embedded model's (``default``, ``sake``, ``equiformer``) inside the package."""
-    if str(model) in EMBEDDED_MODELS:
-        return Path(str(resources.files("attnforce") / "data" / EMBEDDED_MODELS[str(model)]))
+    embedded = embedded_or_file(model, EMBEDDED_MODELS, "model")
+    if embedded is not None:
+        return embedded
     return require_file(model, "model", f" (or name an embedded model: {sorted(EMBEDDED_MODELS)})")
 
 

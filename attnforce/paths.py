@@ -33,3 +33,20 @@ def unreadable_npz(path: str | Path, error: Exception) -> ValueError:
     if "pickle" in text:
         text = "it holds pickled Python objects, which attnforce never unpickles"
     return ValueError(f"{path}: not a readable .npz file ({text})")
+
+
+def embedded_or_file(name: str | Path, embedded: dict[str, str], what: str) -> Path | None:
+    """The packaged file ``embedded[name]`` (in ``attnforce/data``) when ``name`` is one of its keys, else None.
+
+    ValueError when a file of that name exists too: silently taking either would run what the user did not mean.
+    """
+    if str(name) not in embedded:
+        return None
+    if Path(name).exists():
+        raise ValueError(
+            f"{name!r} names both an embedded {what} and a file here; give ./{name} for the file, or run elsewhere "
+            f"for the embedded {what}"
+        )
+    from importlib import resources
+
+    return Path(str(resources.files("attnforce") / "data" / embedded[str(name)]))

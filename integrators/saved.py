@@ -19,7 +19,6 @@ The format is that of :mod:`attnforce.checkpoint` with ``"kind": "forecaster"``:
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from torch import nn
 
 import attnforce
 from attnforce.checkpoint import FORECASTER_KIND, atomic_save, read_stored
-from attnforce.paths import require_file
+from attnforce.paths import embedded_or_file, require_file
 from integrators.dynamics import build_dynamics
 from systems.forecasting import ForecastTask
 
@@ -105,8 +104,9 @@ def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
     name = str(model)
     if name == "default" and task is not None:
         name = task
-    if name in EMBEDDED_FORECASTERS:
-        return Path(str(resources.files("attnforce") / "data" / EMBEDDED_FORECASTERS[name]))
+    embedded = embedded_or_file(name, EMBEDDED_FORECASTERS, "learned integrator")
+    if embedded is not None:
+        return embedded
     if name == "default":
         raise ValueError(
             f"no embedded learned integrator for {'the task' if task is None else repr(task)}: embedded ones are "

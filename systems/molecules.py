@@ -2,13 +2,12 @@
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from openmm import app
 
-from attnforce.paths import require_file, text_file
+from attnforce.paths import embedded_or_file, require_file, text_file
 from systems.elements import atomic_number
 
 logger = logging.getLogger(__name__)
@@ -151,8 +150,7 @@ def check_geometry(molecule: Molecule) -> None:
 
 def load_molecule(structure: str | Path) -> Molecule:
     """A molecule from an ``.xyz``/``.extxyz``/``.pdb`` file or an embedded name (``default``, ``aspirin``)."""
-    if str(structure) in EMBEDDED_STRUCTURES:
-        structure = Path(str(resources.files("attnforce") / "data" / EMBEDDED_STRUCTURES[str(structure)]))
+    structure = embedded_or_file(structure, EMBEDDED_STRUCTURES, "structure") or structure
     path = require_file(structure, "structure")
     suffix = path.suffix.lower()
     if suffix in (".xyz", ".extxyz"):

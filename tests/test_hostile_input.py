@@ -197,6 +197,7 @@ def _files(folder: Path) -> None:
     _tampered_model(folder / "tampered.pt")
     (folder / "model.pt").write_bytes(resolve_model_path("default").read_bytes())
     (folder / "model.json").write_bytes(resolve_model_path("default").read_bytes())  # a model may have any name
+    (folder / "sake").write_bytes(resolve_model_path("equiformer").read_bytes())  # shadows the embedded name
     _crafted_motion_pickle(folder)
     _motion_pickles(folder)
     _existing_run(folder)
@@ -299,6 +300,10 @@ CASES = {
     "structure-is-a-folder": (MD + ["--structure", "damaged", "--dcd", "a.dcd"], "damaged is a directory; give a"),
     "steps-beyond-dcd": (MD + ["--dcd", "a.dcd", "--steps", str(10**23)], "32-bit"),
     "time-beyond-dcd": (MD + ["--dcd", "a.dcd", "--time-ps", "1e300"], "32-bit"),
+    "model-name-shadowed-by-a-file": (
+        MD + ["--model", "sake", "--dcd", "a.dcd"],
+        "'sake' names both an embedded model and a file here; give ./sake",
+    ),
     "model-plain-pickle": (MD + ["--model", "plain_pickle.pt", "--dcd", "a.dcd"], "a plain pickle"),
     "timestep-denormal": (MD + ["--dcd", "a.dcd", "--timestep-fs", "1e-300"], "nothing measurable"),
     "csv-hard-link-to-model": (

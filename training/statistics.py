@@ -5,7 +5,6 @@ import torch
 
 from systems.frames import Frames
 
-
 #: How the energy scale is fitted (``TrainingConfig.energy_scale``).
 ENERGY_SCALES = ("energy_std", "force_rms")
 
