@@ -1,5 +1,7 @@
 """Output files: checked against the inputs before a run, then written whole or not at all."""
 
+import contextlib
+import glob
 import os
 import re
 import tempfile
@@ -24,12 +26,23 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+#: The installed package: its embedded models and data are inputs of every command, never outputs.
+PACKAGE = Path(__file__).resolve().parent
+#: Characters of an output's stem kept in its temporary name, so that a legal long name stays legal (255 bytes).
+TEMPORARY_STEM = 100
+
+
+def _temporary_stem(path: Path) -> str:
+    return path.stem[:TEMPORARY_STEM]
+
+
 def _remove_stale_partials(path: Path) -> None:
     """Remove temporary files of ``path`` that a killed process left (their writer's process id is gone)."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)-[a-z0-9_]{{8}}\.partial{re.escape(path.suffix)}")
+    stem = _temporary_stem(path)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.(\d+)-[a-z0-9_]{{8}}\.partial{re.escape(path.suffix)}")
     if not path.parent.is_dir():
         return
-    for candidate in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+    for candidate in path.parent.glob(f".{glob.escape(stem)}.*.partial{glob.escape(path.suffix)}"):
         match = pattern.fullmatch(candidate.name)
         if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
             candidate.unlink(missing_ok=True)
@@ -41,18 +54,26 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     it if the block raises. A crash or an error never leaves a partial file under the final name, and the
     temporary files of a killed earlier writer of ``path`` (named after its process id) are removed first."""
     path = Path(path)
+    made = [folder for folder in reversed(path.parent.absolute().parents) if not folder.exists()]
+    made += [] if path.parent.exists() else [path.parent.absolute()]
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(path)
     handle, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.{os.getpid()}-", suffix=f".partial{path.suffix}"
+        dir=path.parent, prefix=f".{_temporary_stem(path)}.{os.getpid()}-", suffix=f".partial{path.suffix}"
     )
     os.close(handle)
+    done = False
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual permissions
         os.replace(tmp, path)
+        done = True
     finally:
         Path(tmp).unlink(missing_ok=True)
+        if not done:  # the folders made for this output go too, deepest first, if nothing else was put there
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Path | None] = ()) -> None:
@@ -64,8 +85,9 @@ def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | 
         inputs: ``{what: path}`` of the files it reads (None entries, e.g. embedded models, are skipped).
 
     Raises:
-        ValueError: two outputs are the same file, an output is an input, an output is a directory, or its folder
-            cannot be written.
+        ValueError: two outputs are the same file, an output is an input, an output is a directory, a device, a
+            pipe or a file of the installed package, its folder cannot be written, or a DCD's path is not ASCII
+            (mdtraj's DCD writer encodes paths as ASCII).
     """
     seen: dict[Path, str] = {}
     existing = {what: Path(p) for what, p in dict(inputs).items() if p is not None and Path(p).is_file()}
@@ -84,6 +106,17 @@ def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | 
         seen[resolved] = what
         if path.is_dir():
             raise ValueError(f"{what} {path} is a directory: give a file name")
+        if path.exists() and not path.is_file():
+            raise ValueError(
+                f"{what} {path} exists and is not a regular file (a device, pipe or socket): give a file name"
+            )
+        if resolved.is_relative_to(PACKAGE):
+            raise ValueError(f"{what} {path} is inside the installed attnforce package: write it elsewhere")
+        if path.suffix.lower() == ".dcd" and not str(path.absolute()).isascii():
+            raise ValueError(
+                f"{what} {path}: mdtraj's DCD writer takes only ASCII paths (letters without accents, no symbols "
+                "beyond ASCII, in the folder names too): choose another name or folder"
+            )
         folder = next((p for p in resolved.parents if p.exists()), None)
         if folder is None or not folder.is_dir():
             raise ValueError(f"{what} {path}: {folder} is not a directory")

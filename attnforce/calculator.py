@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from attnforce.checkpoint import DTYPES, load_model
 from attnforce.export import check_elements
+from attnforce.geometry import check_not_fused
 
 
 class AttnforceCalculator(Calculator):
@@ -45,6 +46,8 @@ class AttnforceCalculator(Calculator):
         positions = self.atoms.get_positions()
         if not np.all(np.isfinite(positions)):
             raise ValueError("the atoms' positions contain NaN or infinite values")
+        if not pbc.any() and len(positions) > 1:
+            check_not_fused(positions, "the atoms")
         dtype = self.potential.energy_scale.dtype
         cells = None
         if pbc.all():
@@ -57,4 +60,9 @@ class AttnforceCalculator(Calculator):
             cells=cells,
         )
         value = float(energy[0].detach())
+        if not (np.isfinite(value) and bool(torch.isfinite(forces).all())):
+            raise FloatingPointError(
+                f"the model gave a non-finite energy or forces for these atoms (coordinates up to "
+                f"{np.abs(positions).max():.3g} Å); check that they are a molecule in Å"
+            )
         self.results = {"energy": value, "free_energy": value, "forces": forces.detach().double().cpu().numpy()}

@@ -138,14 +138,19 @@ def resolve_model_path(model: str | Path) -> Path:
     return require_file(model, "model", f" (or name an embedded model: {sorted(EMBEDDED_MODELS)})")
 
 
+#: The first bytes of a file from ``torch.save(..., _use_new_zipfile_serialization=False)`` (PyTorch before 1.6):
+#: its magic number, pickled. torch reads such files with the same weights-only unpickler.
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
 def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; ValueError naming ``what`` for a truncated or foreign
     file."""
     path = require_file(path, what.removeprefix("attnforce "))
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as handle:
-            pickled = handle.read(1) == b"\x80"  # a pickle's PROTO opcode
-        if pickled:
+    with open(path, "rb") as handle:
+        head = handle.read(len(LEGACY_TORCH_MAGIC))
+    if not zipfile.is_zipfile(path) and head != LEGACY_TORCH_MAGIC:
+        if head[:1] == b"\x80":  # a pickle's PROTO opcode
             raise ValueError(
                 f"{path}: a plain pickle, not a torch.save archive; attnforce never unpickles those (they can run "
                 f"code); {what} files are torch.save archives of tensors and plain types"
@@ -207,11 +212,20 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
     try:
-        potential = restore_potential(build_model(stored["architecture"], stored["hyperparameters"], dtype), stored)
+        try:
+            network = build_model(stored["architecture"], stored["hyperparameters"], dtype)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        potential = restore_potential(network, stored)
         metadata = stored["metadata"]
         missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
         if missing:
             raise KeyError(f"metadata lacks {missing}")
+        if metadata["units"] != UNITS:
+            raise ValueError(
+                f"{path}: its metadata gives units {metadata['units']}; attnforce models work in {UNITS} (the file "
+                "was not written by attnforce, or was altered)"
+            )
         not_finite = [name for name, value in stored["state_dict"].items() if not torch.isfinite(value).all()]
         if not_finite:
             raise ValueError(f"{path}: weights {not_finite[:3]} hold NaN or infinite values; the file is damaged")

@@ -9,7 +9,10 @@ import argparse
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 #: Steps between saved frames of ``attnforce md`` unless --report-interval says otherwise.
@@ -125,6 +128,7 @@ def _md(args: argparse.Namespace) -> None:
         seed=args.seed,
         outputs_forces=True if args.output_forces else None,
         cuda_graphs=args.cuda_graphs,
+        trust_torchscript=args.trust_torchscript,
     )
     print(f"model: {args.model}; {_describe_metrics(result.model_metadata)}")
     print(
@@ -232,6 +236,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from attnforce.atomic import atomic_output, check_outputs
     from attnforce.checkpoint import DTYPES, load_model
+    from attnforce.geometry import check_positions
     from systems import random_split, read_dataset
     from systems.elements import formula
     from training.evaluation import bootstrap_metrics, check_energy_unit, predict
@@ -247,6 +252,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
+    check_positions(frames.positions[0], frames.atomic_numbers, f"{args.data}, frame 0")
     if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
         logging.getLogger("attnforce").warning(
             "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",
@@ -394,8 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--time-ps", type=float, help="simulated time in ps, instead of --steps")
     md.add_argument("--dcd", required=True, help="trajectory file; its topology is written beside it as .pdb")
     md.add_argument("--csv", help="energies CSV (default: beside the DCD)")
-    md.add_argument("--png", help="energy and temperature plot (default: beside the DCD)")
-    md.add_argument("--no-plot", action="store_true", help="write no plot")
+    plot = md.add_mutually_exclusive_group()
+    plot.add_argument("--png", help="energy and temperature plot (default: beside the DCD)")
+    plot.add_argument("--no-plot", action="store_true", help="write no plot")
+    md.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="accept an exported TorchScript file as --model: it is a program and runs with your permissions",
+    )
     md.add_argument("--temperature", type=float, default=300.0, help="K (default: %(default)s)")
     md.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: %(default)s)")
     md.add_argument("--timestep-fs", type=float, default=0.5, help="fs (default: %(default)s)")
@@ -496,21 +508,46 @@ def describe_error(error: BaseException) -> str:
     return f"unexpected {type(error).__name__}: {text}; rerun with --debug for the traceback and report it"
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill PID``), raised where the process is, so that every output's temporary file is removed."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    log = logging.getLogger("attnforce")
+    if sys.stdout is None:  # started with standard output closed (``>&-``): the results would be lost
+        log.error("standard output is closed; the results would be lost (redirect it to a file instead)")
+        return 2
+    previous = (
+        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         args.handler(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
-        logging.getLogger("attnforce").error("interrupted")
+        log.error("interrupted")
         return 130
+    except Terminated:
+        log.error("terminated (SIGTERM); outputs not finished were removed")
+        return 143
+    except BrokenPipeError:  # the reader stopped reading (``| head``): what it wanted was written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:
         if args.debug:
             raise
-        logging.getLogger("attnforce").error("%s", describe_error(error))
+        log.error("%s", describe_error(error))
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -11,6 +11,8 @@ def require_file(path: str | Path, what: str, hint: str = "") -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; give a {what} file{hint}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a pipe or a device?): save it to a file and give that")
     if not path.is_file():
         raise FileNotFoundError(f"no such {what} file: {path}{hint}")
     return path

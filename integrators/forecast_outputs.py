@@ -29,7 +29,10 @@ def read_initial_states(
     """
     path = require_file(path, "initial-state")
     try:
-        with np.load(path) as stored:
+        stored = np.load(path)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single .npy array, not an .npz archive of positions, velocities (and charges)")
+        with stored:
             arrays = {key: stored[key] for key in stored.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise unreadable_npz(path, error) from None

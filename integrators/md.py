@@ -10,6 +10,7 @@ Every output is written under a temporary name and renamed at the end, so a run 
 import csv
 import logging
 import math
+import numbers
 import time
 import warnings
 from contextlib import ExitStack
@@ -66,7 +67,7 @@ def check_md_parameters(
     ):
         if not math.isfinite(value):
             raise ValueError(f"the {name} is {value}: give a finite number")
-    if not isinstance(steps, int) or steps <= 0:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     if steps > MAX_STEPS:
         raise ValueError(
@@ -107,7 +108,7 @@ def check_md_parameters(
         raise ValueError(f"the friction must be 0/ps or more, got {friction_per_ps}/ps (1/ps is the default)")
     if friction_per_ps > MAX_FRICTION_PER_PS:
         raise ValueError(f"a friction of {friction_per_ps:g}/ps is overdamped beyond use; 1/ps is the default")
-    if not isinstance(report_interval, int) or report_interval <= 0:
+    if isinstance(report_interval, bool) or not isinstance(report_interval, numbers.Integral) or report_interval <= 0:
         raise ValueError(f"the report interval must be a positive number of steps, got {report_interval}")
     if report_interval > steps:
         raise ValueError(
@@ -153,7 +154,11 @@ class MDResult:
 
 
 def build_system(
-    molecule: Molecule, model: str | Path | SavedModel, outputs_forces: bool | None = None, cuda_graphs: bool = False
+    molecule: Molecule,
+    model: str | Path | SavedModel,
+    outputs_forces: bool | None = None,
+    cuda_graphs: bool = False,
+    trust_torchscript: bool = False,
 ) -> openmm.System:
     """A System of the molecule's particles with the learned force on all of them; periodic (minimum image) when
     the topology has box vectors (a PDB with a CRYST1 record)."""
@@ -163,7 +168,14 @@ def build_system(
     box = molecule.topology.getPeriodicBoxVectors()
     if box is not None:
         system.setDefaultPeriodicBoxVectors(*box)
-    add_force(system, molecule.topology, model, outputs_forces=outputs_forces, cuda_graphs=cuda_graphs)
+    add_force(
+        system,
+        molecule.topology,
+        model,
+        outputs_forces=outputs_forces,
+        cuda_graphs=cuda_graphs,
+        trust_torchscript=trust_torchscript,
+    )
     return system
 
 
@@ -264,6 +276,7 @@ def run_md(
     outputs_forces: bool | None = None,
     progress: bool = True,
     cuda_graphs: bool = False,
+    trust_torchscript: bool = False,
 ) -> MDResult:
     """Simulate a molecule with a learned force and write its trajectory.
 
@@ -282,6 +295,8 @@ def run_md(
         platform: OpenMM platform name or ``"auto"`` (CUDA, OpenCL, CPU).
         seed: positive integer seeding the velocities and the Langevin noise (None: random).
         outputs_forces, cuda_graphs: see :func:`attnforce.openmm.force.create_force`.
+        trust_torchscript: accept an exported TorchScript file as ``model`` (a program; see
+            :func:`attnforce.openmm.force.load_force_model`).
 
     Every number is checked (:func:`check_md_parameters`) and every output against the inputs and the other
     outputs (:func:`attnforce.atomic.check_outputs`) before anything is loaded or written.
@@ -299,9 +314,11 @@ def run_md(
     plot_png = outputs.get("png")
     molecule = structure if isinstance(structure, Molecule) else load_molecule(structure)
     check_geometry(molecule)
-    model = load_force_model(model)  # a SavedModel, or an exported file's path
+    model = load_force_model(model, trust_torchscript)  # a SavedModel, or a trusted exported file's path
 
-    system = build_system(molecule, model, outputs_forces, cuda_graphs)  # checks elements before anything is written
+    system = build_system(
+        molecule, model, outputs_forces, cuda_graphs, trust_torchscript
+    )  # checks elements before anything is written
     timestep = timestep_fs * unit.femtosecond
     temperature = temperature_k * unit.kelvin
     if ensemble == "nvt":

@@ -7,15 +7,11 @@ from pathlib import Path
 import numpy as np
 from openmm import app
 
+from attnforce.geometry import check_positions
 from attnforce.paths import embedded_or_file, require_file, text_file
 from systems.elements import atomic_number
 
 logger = logging.getLogger(__name__)
-
-#: Closest approach (Å) of two atoms that a structure may have: the shortest bond (H2) is 0.74 Å.
-MIN_DISTANCE_A = 0.5
-#: Distance (Å) beyond which an atom with no neighbour looks unlike any molecule a model was trained on.
-LONELY_DISTANCE_A = 3.0
 
 #: Structures that ship with the package, by the name accepted wherever a structure file is.
 EMBEDDED_STRUCTURES = {"default": "aspirin.xyz", "aspirin": "aspirin.xyz"}
@@ -51,7 +47,7 @@ class Molecule:
 def read_text_lines(path: Path, what: str) -> list[str]:
     """The lines of a text file; ValueError naming the file when it is binary."""
     with text_file(path, what):
-        return path.read_text().splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is no atom count
 
 
 def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app.Topology:
@@ -99,7 +95,40 @@ def read_xyz(path: str | Path) -> Molecule:
             positions.append([float(v) for v in row[1:4]])
         except ValueError as error:
             raise ValueError(f"{path}, line {line_number}: {error}") from None
-    return Molecule(_topology_from_numbers(numbers), np.array(positions), path.stem)
+    topology = _topology_from_numbers(numbers)
+    box = _extxyz_box(path, lines[1])
+    if box is not None:
+        topology.setPeriodicBoxVectors(box)
+    return Molecule(topology, np.array(positions), path.stem)
+
+
+def _extxyz_box(path: Path, comment: str):
+    """The periodic box of an extended-XYZ comment line (``Lattice="ax ay az bx ..."`` Å, periodic unless ``pbc``
+    says otherwise) as OpenMM box vectors, or None; ValueError for a malformed lattice or a partly periodic one."""
+    from openmm import Vec3, unit
+
+    from systems.readers import parse_extxyz_comment
+
+    try:
+        fields = parse_extxyz_comment(comment)
+    except ValueError:  # a free-text comment (an unmatched quote) holds no lattice
+        return None
+    if "lattice" not in fields:
+        return None
+    pbc = fields.get("pbc", "T T T").upper().replace("TRUE", "T").replace("FALSE", "F").split()
+    if set(pbc) == {"F"}:
+        return None
+    if pbc != ["T", "T", "T"]:
+        raise ValueError(
+            f"{path}, line 2: pbc={fields['pbc']!r}: attnforce simulates boxes periodic in all three directions or none"
+        )
+    try:
+        vectors = np.array([float(v) for v in fields["lattice"].split()]).reshape(3, 3)
+    except ValueError:
+        raise ValueError(f"{path}, line 2: Lattice={fields['lattice']!r} is not nine numbers (Å)") from None
+    if not (np.all(np.isfinite(vectors)) and abs(np.linalg.det(vectors)) > 0):
+        raise ValueError(f"{path}, line 2: Lattice={fields['lattice']!r} is not a box of positive volume")
+    return [Vec3(*vector) for vector in vectors] * unit.angstrom
 
 
 def read_pdb(path: str | Path) -> Molecule:
@@ -121,31 +150,10 @@ def read_pdb(path: str | Path) -> Molecule:
 
 
 def check_geometry(molecule: Molecule) -> None:
-    """Refuse atoms closer than :data:`MIN_DISTANCE_A` (no model was trained on fused atoms; they give huge or NaN
-    forces), and warn about atoms without a neighbour within :data:`LONELY_DISTANCE_A`, far from any training
-    data. Periodic boxes are left to the model's own minimum-image checks."""
-    if molecule.topology.getPeriodicBoxVectors() is not None or len(molecule.positions) < 2:
-        return
-    from scipy.spatial import cKDTree
-
-    distances, neighbours = cKDTree(molecule.positions).query(molecule.positions, k=2)
-    closest = int(np.argmin(distances[:, 1]))
-    if distances[closest, 1] < MIN_DISTANCE_A:
-        # With duplicate points the tree may list the atom itself second; its partner is then the first.
-        partner = next(int(index) for index in neighbours[closest, ::-1] if index != closest)
-        raise ValueError(
-            f"{molecule.name}: atoms {closest} and {partner} are {distances[closest, 1]:.3g} Å "
-            f"apart (closer than {MIN_DISTANCE_A} Å, shorter than any bond); check the coordinates and their unit (Å)"
-        )
-    lonely = np.flatnonzero(distances[:, 1] > LONELY_DISTANCE_A)
-    if len(lonely):
-        logger.warning(
-            "%s: atom(s) %s have no neighbour within %g Å; the structure is far from any molecule a model is trained "
-            "on (check its units: Å)",
-            molecule.name,
-            lonely[:10].tolist(),
-            LONELY_DISTANCE_A,
-        )
+    """:func:`attnforce.geometry.check_positions` for an isolated molecule; periodic boxes are left to the model's
+    own minimum-image checks."""
+    if molecule.topology.getPeriodicBoxVectors() is None:
+        check_positions(molecule.positions, molecule.atomic_numbers, molecule.name)
 
 
 def load_molecule(structure: str | Path) -> Molecule:

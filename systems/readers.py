@@ -39,7 +39,7 @@ def _existing(path: str | Path) -> Path:
     return require_file(path, "data")
 
 
-def _parse_comment(line: str) -> dict[str, str]:
+def parse_extxyz_comment(line: str) -> dict[str, str]:
     """``key=value`` pairs of an extended-XYZ comment line (values may be quoted)."""
     fields = {}
     for token in shlex.split(line):
@@ -77,7 +77,7 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
     positions = np.empty((num_frames, num_atoms, 3))
     forces = np.empty((num_frames, num_atoms, 3))
     energies = np.empty(num_frames)
-    with open(path) as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         line_number = 0
         for frame in range(num_frames):
             line = handle.readline()
@@ -89,7 +89,7 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             header = handle.readline()
             rows = [handle.readline().split() for _ in range(num_atoms)]
             line_number += 1 + num_atoms
-            comment = _parse_comment(header)
+            comment = parse_extxyz_comment(header)
             if "energy" not in comment:
                 raise ValueError(f"{where}: comment line has no energy= field")
             columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
@@ -130,7 +130,7 @@ def _count_frames(path: Path) -> tuple[int, int]:
 
 def _count_frames_of_text(path: Path) -> tuple[int, int]:
     num_frames, num_atoms, line_number = 0, None, 0
-    with open(path) as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for line in handle:
             line_number += 1
             if not line.strip():
@@ -217,10 +217,13 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
             r, z, e, f = (_npz_member(path, archive, name) for name in names)
         except (OSError, ValueError, zipfile.BadZipFile, struct.error) as error:
             raise unreadable_npz(path, error) from None
+    z = np.asarray(z).reshape(-1)
+    if z.dtype.kind not in "iu" and not (z.dtype.kind == "f" and np.all(np.isfinite(z)) and np.all(z == np.round(z))):
+        raise ValueError(f"{path}: atomic numbers must be integers, got {z[:8].tolist()}")
     mapped = isinstance(r, np.memmap)
     logger.info("%s: %d frames, %s", path, len(r), "memory-mapped" if mapped else "compressed, read into memory")
     return Frames(
-        atomic_numbers=np.asarray(z, dtype=np.int64).reshape(-1),
+        atomic_numbers=z.astype(np.int64),
         positions=_as_float64(r, 1.0),
         energies=np.asarray(e, dtype=np.float64).reshape(-1) * ev,
         forces=_as_float64(f, ev),

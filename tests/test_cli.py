@@ -102,6 +102,7 @@ def test_md_with_exported_model_and_pdb(tmp_path, capsys):
                 "md",
                 "--model",
                 str(tmp_path / "m.pt"),
+                "--trust-torchscript",
                 "--structure",
                 str(tmp_path / "a.pdb"),
                 "--steps",
@@ -159,7 +160,7 @@ def test_cuda_graphs_flags_fix_the_exported_graph_and_reach_the_force(tmp_path, 
     assert main(["export", "default", "--output", str(searched)]) == 0
     assert read_metadata(fixed)["fixed_graph"] is True and read_metadata(searched)["fixed_graph"] is False
     run = ["md", "--structure", "default", "--steps", "4", "--report-interval", "2", "--platform", "CPU"]
-    run += ["--no-plot", "--cuda-graphs", "--seed", "1"]
+    run += ["--no-plot", "--cuda-graphs", "--seed", "1", "--trust-torchscript"]
     assert main([*run, "--model", str(fixed), "--dcd", str(tmp_path / "fixed.dcd")]) == 0
     assert mdtraj.load(str(tmp_path / "fixed.dcd"), top=str(tmp_path / "fixed.pdb")).n_frames == 2
     assert "steps/s" in capsys.readouterr().out

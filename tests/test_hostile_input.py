@@ -187,8 +187,13 @@ def _files(folder: Path) -> None:
         velocities=np.zeros((1, 5, 3)),
         charges=np.array([[1.0, -1.0, 1.0, -1.0, 1.0]]),
     )
-    for name, positions in (("coincident", np.zeros((1, 5, 3))), ("huge", np.full((1, 5, 3), 1e300))):
-        np.savez(folder / f"{name}.npz", positions=positions, velocities=np.zeros((1, 5, 3)), charges=np.ones((1, 5)))
+    spread = np.random.default_rng(1).normal(size=(1, 5, 3))
+    for name, positions, velocities in (
+        ("coincident", np.zeros((1, 5, 3)), np.zeros((1, 5, 3))),
+        ("huge", np.full((1, 5, 3), 1e300), np.zeros((1, 5, 3))),
+        ("fast", spread, np.full((1, 5, 3), 1e8)),
+    ):
+        np.savez(folder / f"{name}.npz", positions=positions, velocities=velocities, charges=np.ones((1, 5)))
     for name in ("plain_pickle.pt", "pickled.npz"):
         with open(folder / name, "wb") as handle:
             pickle.dump({"weights": _RunsCode(folder)}, handle, protocol=4)
@@ -235,6 +240,44 @@ def _files(folder: Path) -> None:
     (folder / "config_in_run").mkdir()
     (folder / "config_in_run" / "config.yaml").write_text(TRAIN_CONFIG.format(output="config_in_run"))
     _labelled_frames_in_ev(folder / "labels_ev.xyz")
+    _round_five_files(folder, lines)
+
+
+def _round_five_files(folder: Path, lines: list[str]) -> None:
+    """Inputs of the fifth battery: wrong units, cells, devices, pipes, altered models."""
+    atoms = [line.split() for line in lines[2:]]
+    for name, factor in (("aspirin_bohr", 1.8897), ("aspirin_pm", 100.0)):
+        rows = [f"{a[0]} " + " ".join(f"{float(v) * factor:.6f}" for v in a[1:4]) for a in atoms]
+        (folder / f"{name}.xyz").write_text("\n".join([lines[0], "in the wrong unit"] + rows) + "\n")
+    (folder / "slab.xyz").write_text(
+        "\n".join([lines[0], 'Lattice="12 0 0 0 12 0 0 0 12" pbc="T T F"'] + lines[2:]) + "\n"
+    )
+    labelled = (folder / "labels_ev.xyz").read_text().splitlines()
+    scaled = [
+        line
+        if len(line.split()) != 7
+        else " ".join([line.split()[0]] + [f"{float(v) * 1.8897:.6f}" for v in line.split()[1:4]] + line.split()[4:])
+        for line in labelled
+    ]
+    (folder / "labels_bohr.xyz").write_text("\n".join(scaled) + "\n")
+    molecule = load_molecule(EMBEDDED_XYZ)
+    np.savez(
+        folder / "z_float.npz",
+        R=molecule.positions[None],
+        z=np.array(molecule.atomic_numbers) + 0.7,
+        E=np.zeros(1),
+        F=np.zeros((1, 21, 3)),
+    )
+    np.save(folder / "array.npy", np.zeros((1, 5, 3)))
+    (folder / "array.npy").rename(folder / "array_as.npz")
+    os.mkfifo(folder / "pipe.xyz")
+    (folder / "sink.csv").symlink_to("/dev/null")  # as a user's sink: a device under a CSV's name
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    stored["metadata"]["units"] = {"length": "nanometer", "energy": "kJ/mol"}
+    torch.save(stored, folder / "nm_model.pt")
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    stored["hyperparameters"]["num_layers"] = 1_000_000
+    torch.save(stored, folder / "deep_model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +347,34 @@ CASES = {
         MD + ["--model", "sake", "--dcd", "a.dcd"],
         "'sake' names both an embedded model and a file here; give ./sake",
     ),
+    # Fifth battery.
+    "csv-is-a-device": (MD + ["--dcd", "a.dcd", "--csv", "sink.csv"], "exists and is not a regular file"),
+    "export-into-the-package": (
+        ["export", "default", "--output", str(EMBEDDED_XYZ.parent / "aspirin_sake.pt")],
+        "inside the installed attnforce package",
+    ),
+    "dcd-path-not-ascii": (MD + ["--dcd", "résultats finals/traj ☃.dcd"], "takes only ASCII paths"),
+    "structure-in-bohr": (
+        MD + ["--structure", "aspirin_bohr.xyz", "--dcd", "a.dcd"],
+        "no two atoms are within bonding",
+    ),
+    "structure-in-pm": (MD + ["--structure", "aspirin_pm.xyz", "--dcd", "a.dcd"], "not in Å (bohr, nm or pm?)"),
+    "structure-partly-periodic": (MD + ["--structure", "slab.xyz", "--dcd", "a.dcd"], "pbc='T T F'"),
+    "structure-is-a-pipe": (MD + ["--structure", "pipe.xyz", "--dcd", "a.dcd"], "pipe.xyz is not a regular file"),
+    "model-in-other-units": (MD + ["--model", "nm_model.pt", "--dcd", "a.dcd"], "attnforce models work in"),
+    "model-a-million-layers": (
+        MD + ["--model", "deep_model.pt", "--dcd", "a.dcd"],
+        "num_layers must be an integer from 1 to 64",
+    ),
+    "evaluate-data-in-bohr": (
+        ["evaluate", "default", "labels_bohr.xyz", "--energy-unit", "eV"],
+        "labels_bohr.xyz, frame 0: no two atoms are within bonding distance",
+    ),
+    "evaluate-fractional-atomic-numbers": (
+        ["evaluate", "default", "z_float.npz", "--energy-unit", "kcal/mol", "--split", "all"],
+        "atomic numbers must be integers",
+    ),
+    "forecast-npy-as-initial": (NBODY + ["--initial", "array_as.npz"], "a single .npy array, not an .npz archive"),
     "model-plain-pickle": (MD + ["--model", "plain_pickle.pt", "--dcd", "a.dcd"], "a plain pickle"),
     "timestep-denormal": (MD + ["--dcd", "a.dcd", "--timestep-fs", "1e-300"], "nothing measurable"),
     "csv-hard-link-to-model": (
@@ -315,7 +386,14 @@ CASES = {
         "a learned integrator",
     ),
     "model-nan-weights": (MD + ["--model", "nan_weights.pt", "--dcd", "a.dcd"], "NaN or infinite"),
-    "model-fake-torchscript": (MD + ["--model", "fake_export.pt", "--dcd", "a.dcd"], "cannot load this TorchScript"),
+    "model-fake-torchscript": (
+        MD + ["--model", "fake_export.pt", "--trust-torchscript", "--dcd", "a.dcd"],
+        "cannot load this TorchScript",
+    ),
+    "model-untrusted-torchscript": (
+        MD + ["--model", "fake_export.pt", "--dcd", "a.dcd"],
+        "fake_export.pt is an exported TorchScript file, a program that runs with your permissions",
+    ),
     "export-output-txt": (["export", "default", "--output", "model.txt"], "must end in .pt"),
     "evaluate-json-txt": (["evaluate", "default", "labels_ev.xyz", "--json", "report.txt"], "must end in .json"),
     "train-resume-damaged-state": (["train", "train.yaml", "--resume", "--output", "damaged"], "damaged training"),
@@ -405,7 +483,8 @@ CASES = {
     ),
     "forecast-nan-initial": (NBODY + ["--initial", "nan_state.npz"], "NaN"),
     "forecast-coincident-initial": (NBODY + ["--initial", "coincident.npz"], "particles 0 and 1 of system 0 coincide"),
-    "forecast-huge-initial": (NBODY + ["--initial", "huge.npz"], "positions reach 1e+300"),
+    "forecast-huge-initial": (NBODY + ["--initial", "huge.npz"], "positions reach 1e+300, far beyond"),
+    "forecast-fast-initial": (NBODY + ["--initial", "fast.npz"], "velocities reach 1e+08, far beyond"),
     "forecast-pickled-initial": (NBODY + ["--initial", "pickled.npz"], "pickled Python objects, which attnforce never"),
     "forecast-over-initial": (
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--output", "one_system.npz"],
@@ -440,6 +519,12 @@ def test_refused_with_one_line_and_the_folder_unchanged(case, workdir, caplog, c
     assert "weights_only=False" not in caplog.text and "weights_only` set to `False" not in caplog.text
     assert snapshot(workdir) == before
     assert not (workdir / MARKER).exists()
+
+
+def test_a_plot_path_with_no_plot_is_a_contradiction(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(MD + ["--dcd", "a.dcd", "--png", "p.png", "--no-plot"])
+    assert stopped.value.code == 2 and "--no-plot: not allowed with argument --png" in capsys.readouterr().err
 
 
 def test_outputs_that_clash_are_refused_before_any_work(tmp_path):
@@ -593,3 +678,76 @@ def test_md_blow_up_names_its_likely_causes(tmp_path):
             progress=False,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_terminated_md_removes_its_partial_files(tmp_path):
+    """``kill PID`` (SIGTERM) mid-run: exit 143, one line, and none of the run's temporary files left."""
+    command = [sys.executable, "-m", "attnforce.cli", "md", "--platform", "CPU", "--no-minimize", "--dcd", "md.dcd"]
+    run = subprocess.Popen([*command, "--steps", "100000"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".md.*.partial.csv")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 143
+    assert "terminated (SIGTERM)" in run.stderr.read()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closed_and_broken_standard_output(tmp_path):
+    """Results printed to a closed standard output would be lost: refused. A reader that stops early (``| head``)
+    is normal use: exit 0 and no error."""
+    attnforce = [sys.executable, "-m", "attnforce.cli"]
+    closed = subprocess.run([*attnforce, "info"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert closed.returncode == 0  # the control: DEVNULL is open
+    shell = f"{' '.join(attnforce)} info >&-"
+    closed = subprocess.run(shell, shell=True, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert closed.returncode == 2 and "standard output is closed" in closed.stderr
+    piped = subprocess.run(
+        f"{' '.join(attnforce)} info | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert piped.returncode == 0 and "Broken pipe" not in piped.stderr and "Traceback" not in piped.stderr
+
+
+def test_legal_long_names_bom_and_legacy_files_are_read(tmp_path):
+    """Legal inputs the checks must not refuse: a 250-character output name, an XYZ with a byte-order mark, and a
+    model saved in PyTorch's legacy (pre-1.6) format, which the weights-only reader still reads safely."""
+    from attnforce.atomic import atomic_output
+
+    long_name = tmp_path / ("a" * 246 + ".csv")
+    with atomic_output(long_name) as partial:
+        partial.write_text("x")
+    assert long_name.read_text() == "x"
+    bom = tmp_path / "bom.xyz"
+    bom.write_bytes(b"\xef\xbb\xbf" + EMBEDDED_XYZ.read_bytes())
+    assert load_molecule(bom).atomic_numbers == load_molecule(EMBEDDED_XYZ).atomic_numbers
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    torch.save(stored, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert load_model(tmp_path / "legacy.pt").architecture == "sake"
+
+
+def test_failed_output_removes_the_folders_it_made(tmp_path):
+    from attnforce.atomic import atomic_output
+
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "new" / "deeper" / "x.csv") as partial:
+        partial.write_text("half")
+        raise RuntimeError("the run failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ase_calculator_refuses_fused_atoms_and_non_finite_results():
+    from ase import Atoms
+
+    from attnforce.calculator import AttnforceCalculator
+
+    molecule = load_molecule(EMBEDDED_XYZ)
+    positions = molecule.positions.copy()
+    positions[1] = positions[0]
+    atoms = Atoms(numbers=molecule.atomic_numbers, positions=positions, calculator=AttnforceCalculator("default"))
+    with pytest.raises(ValueError, match="atoms 0 and 1 are 0 Å apart"):
+        atoms.get_potential_energy()

@@ -84,7 +84,7 @@ def test_openmm_energy_and_forces_equal_the_model(variant, platform, source, tmp
     model = saved
     if source.startswith("exported"):
         model = export_torchscript(saved, tmp_path / "model.pt", outputs_forces=source == "exported-forces")
-    add_force(system, topology, model)
+    add_force(system, topology, model, trust_torchscript=True)
     positions = random_molecule(9, seed=11)
     energy, forces = openmm_energy_forces(system, positions, platform)
     model_energy, model_forces = energy_and_forces(saved.potential, positions, ETHANOL)
@@ -135,7 +135,7 @@ def test_exported_file_for_another_molecule_is_refused(tmp_path):
     topology = _topology_from_numbers([8, 1, 1])  # water: known elements, different molecule
     system = system_for(topology)
     with pytest.raises(ValueError, match="exported for atoms C2H6O"):
-        add_force(system, topology, path)
+        add_force(system, topology, path, trust_torchscript=True)
     assert system.getNumForces() == 0
 
 
@@ -165,3 +165,21 @@ def test_works_when_openmm_was_imported_before_torch(tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "frames 2" in done.stdout
+
+
+def test_an_exported_file_is_a_program_and_needs_trust(tmp_path):
+    """A TorchScript file runs whatever code it holds (a crafted one can write the user's files): attnforce runs
+    one only when told to trust it, and never mistakes a Python object for a model path."""
+    saved = make_saved("sake-allpairs", ETHANOL)
+    path = export_torchscript(saved, tmp_path / "ethanol.pt")
+    topology = _topology_from_numbers(ETHANOL)
+    system = system_for(topology)
+    with pytest.raises(ValueError, match="an exported TorchScript file, a program that runs with your permissions"):
+        add_force(system, topology, path)
+    with pytest.raises(
+        TypeError, match="model must be a path, an embedded model's name or a SavedModel, got Potential"
+    ):
+        add_force(system, topology, saved.potential)
+    assert system.getNumForces() == 0
+    add_force(system, topology, path, trust_torchscript=True)
+    assert system.getNumForces() == 1

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -190,7 +191,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "force_weight": (_finite(0), "a number of 0 or more"),
     "velocity_weight": (_finite(0), "a number of 0 or more"),
     "train_limit": (_finite(1), "at least 1"),
+    "seed": (_finite(0, 2**32 - 1), "an integer from 0 to 4294967295"),
 }
+#: Fields that name a file or folder: ``~`` in them is the home folder, as in a shell.
+PATHS = {"path", "data_dir", "output"}
 
 
 def check_config(config: Any, where: str = "config") -> None:
@@ -218,17 +222,32 @@ def check_config(config: Any, where: str = "config") -> None:
         raise ValueError(f"{where}.output: an empty path; name the run directory")
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last silently)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last silently). Merge
+    keys (``<<: *anchor``) stand: a key given beside one overrides the merged mapping's, as YAML specifies."""
 
     def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        self._refuse_repeated_keys(node, deep)
+        return super().construct_mapping(node, deep=deep)  # SafeLoader's flattens the merge keys
+
+    def _refuse_repeated_keys(self, node, deep: bool) -> None:
+        """ConstructorError naming the keys given twice in the mapping ``node`` or in a mapping merged into it."""
+        keys = []
+        for key, value in node.value:
+            if key.tag != MERGE_TAG:
+                keys.append(self.construct_object(key, deep=deep))
+                continue
+            for merged in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                if isinstance(merged, yaml.MappingNode):
+                    self._refuse_repeated_keys(merged, deep)
         repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
         if repeated:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key(s) {repeated} given more than once", node.start_mark
             )
-        return super().construct_mapping(node, deep=deep)
 
 
 def _checked(value: Any, annotation: Any, where: str) -> Any:
@@ -269,6 +288,12 @@ def _build(cls, values: Any, where: str):
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if not isinstance(key, str):
+            raise ValueError(
+                f"{where}: the key {key!r} is not a setting name (YAML read it as {type(key).__name__}); allowed: "
+                f"{sorted(fields)}"
+            )
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
@@ -279,6 +304,8 @@ def _build(cls, values: Any, where: str):
             value = _build(nested, value, f"{where}.{name}")
         else:
             value = _checked(value, nested, f"{where}.{name}")
+        if name in PATHS and isinstance(value, str):
+            value = os.path.expanduser(value)
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -292,7 +319,7 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
     path = require_file(path, "config")
     try:
         with text_file(path, "a YAML config"):
-            values = yaml.load(path.read_text(), Loader=_StrictLoader)
+            values = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_StrictLoader)
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]

@@ -101,7 +101,7 @@ def train_forecaster(
     """Run one learned-integrator experiment end to end (see the module docstring); ``resume`` and torchrun as
     for :func:`training.trainer.train`."""
     check_config(config)
-    with run_directory(config.output, resume), training_session(config.training) as group:
+    with training_session(config.training) as group, run_directory(config.output, resume, group):
         return _train_forecaster(config, progress and group.is_main, resume, group)
 
 

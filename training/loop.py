@@ -4,12 +4,15 @@ DDP, NaN checks, metrics (CSV and TensorBoard), best-model selection, and a resu
 A trainer describes what it trains with an :class:`Objective` (the loss of a batch of training samples, the
 validation of the model) and a callback that saves the best model; :func:`run_epochs` does the rest. Every epoch
 ends by writing ``last.pt`` atomically: the weights, optimiser, EMA, random-number states, epoch, best validation
-loss, the best weights, the schedule's state and the budgets spent. With ``resume`` the loop continues from it,
-and on a deterministic CPU set-up (fixed threads) ends with the same weights as an uninterrupted run.
+loss, the best weights, the schedule's state, the budgets spent and the data file's fingerprint. With ``resume`` the
+loop continues from it, and on a deterministic CPU set-up (fixed threads) ends with the same weights as an
+uninterrupted run. A run locks its directory (:func:`run_directory`): one run writes there at a time.
 """
 
 import contextlib
 import csv
+import fcntl
+import hashlib
 import logging
 import math
 import os
@@ -53,6 +56,8 @@ class Objective:
         columns: the names of the validation (and test) metrics, for ``metrics.csv``.
         test: ``(model) -> metrics`` on the test set, logged every ``test_every`` epochs (learning curves only).
         unused_parameters: some parameters may get no gradient in a step (DDP must then look for them).
+        data_file: the file the samples were read from; its fingerprint (:func:`data_fingerprint`) is kept in
+            ``last.pt``, and a resumed run refuses a file that has changed since.
     """
 
     train_size: int
@@ -61,6 +66,7 @@ class Objective:
     columns: list[str]
     test: Optional[Callable[[nn.Module], dict[str, float]]] = None
     unused_parameters: bool = False
+    data_file: Optional[str | Path] = None
 
 
 @dataclass
@@ -164,7 +170,8 @@ def make_optimizer(parameters, settings: OptimiserConfig) -> torch.optim.Optimiz
     return kind(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay, amsgrad=settings.amsgrad)
 
 
-#: What ``last.pt`` holds (see :func:`run_epochs`).
+#: What ``last.pt`` holds (see :func:`run_epochs`); states written since the data's fingerprint was kept also
+#: hold ``data_fingerprint`` (None when the objective names no data file), which older ones lack.
 TRAINING_STATE_KEYS = (
     "kind",
     "config",
@@ -200,7 +207,29 @@ def read_training_state(path: Path, config) -> dict:
             f"{path} was written by a run with another config ({', '.join(changed[:5])} differ); resume only the same "
             f"experiment (only training.{{{', '.join(sorted(RESUMABLE_CHANGES))}}} may change)"
         )
+    if config.training.epochs < state["epoch"]:
+        raise ValueError(
+            f"{path}: the run has finished {state['epoch']} epochs; training.epochs: {config.training.epochs} would "
+            f"end it before where it is (give {state['epoch']} or more)"
+        )
     return state
+
+
+def data_fingerprint(path: str | Path) -> dict:
+    """The size (bytes) and SHA-256 (hex) of a file's bytes, read as a stream."""
+    with open(path, "rb") as handle:
+        return {"size": os.fstat(handle.fileno()).st_size, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}
+
+
+def _check_same_data(state: dict, data_file: Optional[str | Path], fingerprint: Optional[dict]) -> None:
+    """ValueError naming ``data_file`` if its ``fingerprint`` is not the one a training ``state`` was written with
+    (reordered frames would make the split draw others); states without a fingerprint pass."""
+    stored = state.get("data_fingerprint")
+    if stored is not None and fingerprint is not None and stored != fingerprint:
+        raise ValueError(
+            f"{data_file} is not the data file this run started with (its size or SHA-256 has changed): resume with "
+            "that data, or start a new run (another --output)"
+        )
 
 
 def _changed_keys(stored: dict, current: dict, prefix: str = "") -> list[str]:
@@ -246,44 +275,111 @@ def _last_good(output: Path) -> str:
     return "No epoch had finished: lower training.learning_rate and start again"
 
 
+#: What a run writes into its directory, as glob patterns: :func:`run_epochs`'s files, the trainers'
+#: ``learning_curve.png``, and the temporary files that ``best.pt`` and ``last.pt`` are written through
+#: (:func:`attnforce.atomic.atomic_output`).
+RUN_FILES = (
+    "best.pt",
+    "last.pt",
+    "metrics.csv",
+    "config.yaml",
+    "learning_curve.png",
+    "tensorboard",
+    ".best.*.partial.pt",
+    ".last.*.partial.pt",
+)
+
+
+def run_files(output: Path) -> set[Path]:
+    """The files and folders of :data:`RUN_FILES` that the folder ``output`` holds."""
+    if not output.is_dir():
+        return set()
+    return {path for pattern in RUN_FILES for path in output.glob(pattern)}
+
+
 def check_run_directory(output: str | Path, resume: bool) -> None:
-    """Refuse, before any work, a run whose output folder holds another run's files: a fresh run there would
-    replace that run's ``best.pt`` and ``last.pt`` before it had a model of its own (ValueError naming the fix)."""
+    """Refuse, before any work, a run that would spoil its output folder (ValueError naming the fix): a fresh run
+    refuses a folder holding any of :data:`RUN_FILES` (another run's, or the user's own files of those names),
+    since it would replace them; a resumed run refuses a folder with ``best.pt`` but no ``last.pt``."""
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} is a file, not a run directory: give a folder")
-    held = [name for name in ("best.pt", "last.pt") if (output / name).exists()]
-    if not held or (resume and "last.pt" in held):
-        return
-    if resume:
+    held = sorted(path.name + ("/" if path.is_dir() else "") for path in run_files(output))
+    if resume and "best.pt" in held and "last.pt" not in held:
         raise ValueError(f"{output} holds best.pt but no last.pt to resume from: give another output folder")
-    raise ValueError(
-        f"{output} already holds a run ({', '.join(held)}): continue it with --resume, or give another --output "
-        "(nothing was changed)"
-    )
+    if held and not resume:
+        raise ValueError(
+            f"{output} already holds a run or files a run writes ({', '.join(held)}): give an empty or new --output, "
+            "or --resume to continue the run they are from (nothing was changed)"
+        )
 
 
 @contextlib.contextmanager
-def run_directory(output: str | Path, resume: bool) -> Iterator[None]:
-    """:func:`check_run_directory`, then the block. A block that fails before the run's first ``last.pt`` exists
-    (bad data found late, a NaN in the first epoch, Ctrl-C) removes what it wrote, and the folder if it made it, so
-    the disk is as it was; a later failure keeps ``last.pt`` to resume from."""
+def run_directory(output: str | Path, resume: bool, group: distributed.ProcessGroup) -> Iterator[None]:
+    """The run directory, for the block: every process checks it (:func:`check_run_directory`), and the main
+    process, the only one that writes there, claims it (:func:`_claimed`) before any process goes on."""
     check_run_directory(output, resume)
-    output = Path(output)
-    existed = output.exists()
-    before = set(output.rglob("*")) if existed else set()
-    try:
+    with _claimed(Path(output), resume) if group.is_main else contextlib.nullcontext():
+        distributed.barrier(group)  # no process checks a folder that the main one has begun to write
         yield
-    except BaseException:
-        if not (output / "last.pt").exists():
-            for path in sorted(set(output.rglob("*")) - before, reverse=True):  # deepest first
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            if not existed:
-                shutil.rmtree(output, ignore_errors=True)
-        raise
+
+
+@contextlib.contextmanager
+def _claimed(output: Path, resume: bool) -> Iterator[None]:
+    """``output`` made and locked for the block, then checked again: another run may have written there between
+    the first check and the lock. A block that fails before the run's first ``last.pt`` exists (bad data found
+    late, a NaN in the first epoch, Ctrl-C) removes the run files it wrote and the folders it made, so the disk is
+    as it was; a later failure keeps ``last.pt`` to resume from."""
+    made = _make_folders(output)
+    with _locked(output):
+        check_run_directory(output, resume)
+        before = run_files(output)
+        try:
+            yield
+        except BaseException:
+            if not (output / "last.pt").exists():
+                _remove_written(output, run_files(output) - before, made)
+            raise
+
+
+def _make_folders(output: Path) -> Optional[Path]:
+    """Make the folder ``output`` and its missing parents; the outermost folder made (None if none was)."""
+    output = Path(os.path.abspath(output))
+    missing = [folder for folder in (output, *output.parents) if not folder.exists()]
+    output.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself, held through the block (it leaves no lock file behind); ValueError
+    if another process holds it. The lock goes when the block ends or the process dies."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"another attnforce run is writing to {folder}: wait until it ends, or give another --output"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def _remove_written(output: Path, written: set[Path], made: Optional[Path]) -> None:
+    """Remove the run files ``written`` into ``output``, then the folders from ``output`` up to ``made`` that are
+    left empty."""
+    for path in written:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    folder = Path(os.path.abspath(output))
+    while made is not None and folder.is_relative_to(made):
+        with contextlib.suppress(OSError):  # not empty: something else was written there meanwhile
+            folder.rmdir()
+        folder = folder.parent
 
 
 def run_epochs(
@@ -324,8 +420,10 @@ def run_epochs(
     epoch_start, best_val, epochs_since_best, spent_wall, spent_cpu = 0, math.inf, 0, 0.0, 0.0
     plateau_scale, plateau_wait = 1.0, 0
     best = None  # the best model's weights and metadata, kept in last.pt so that the best model can be rewritten
+    fingerprint = None if objective.data_file is None else data_fingerprint(objective.data_file)
     if resume and last_path.is_file():
         state = read_training_state(last_path, config)
+        _check_same_data(state, objective.data_file, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
@@ -464,6 +562,7 @@ def run_epochs(
                         "plateau_wait": plateau_wait,
                         "wall_seconds": time.perf_counter() - start,
                         "cpu_seconds": time.process_time() - start_cpu,
+                        "data_fingerprint": fingerprint,
                     },
                     last_path,
                 )

@@ -136,7 +136,7 @@ def train(config: ExperimentConfig, progress: bool = True, resume: bool = False)
             f"training.energy_scale must be one of {list(ENERGY_SCALES)}, got {config.training.energy_scale!r}"
         )
     check_config(config)
-    with run_directory(config.output, resume), training_session(config.training) as group:
+    with training_session(config.training) as group, run_directory(config.output, resume, group):
         return _train(config, progress and group.is_main, resume, group)
 
 
@@ -199,6 +199,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
         validate=validate,
         columns=VALIDATION_COLUMNS + TEST_COLUMNS,
         test=test_errors,
+        data_file=config.data.path,
     )
     result = run_epochs(potential, objective, config, save_best, group, resume, progress)
 

@@ -1,5 +1,6 @@
 """Architectures, keyed by the name used in configs, saved models and the command line."""
 
+import inspect
 import math
 from typing import Optional
 
@@ -15,6 +16,38 @@ from attnforce.models.sake import SAKE
 ARCHITECTURES: dict[str, type[nn.Module]] = {"sake": SAKE, "equiformer": Equiformer}
 
 
+#: Upper bounds of integer hyperparameters: a file or config asking for more would exhaust memory before failing.
+INTEGER_LIMITS = {"num_layers": 64, "num_heads": 64}
+DEFAULT_INTEGER_LIMIT = 4096
+
+
+def check_hyperparameters(architecture: str, hyperparameters: dict) -> None:
+    """ValueError naming the first hyperparameter whose type differs from its default's, or an integer outside
+    1..limit (:data:`INTEGER_LIMITS`), or a float that is not positive and finite. Unknown names are left to the
+    constructor's TypeError."""
+    parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+    for name, value in hyperparameters.items():
+        default = parameters[name].default if name in parameters else None
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{architecture} hyperparameter {name} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            limit = INTEGER_LIMITS.get(name, DEFAULT_INTEGER_LIMIT)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(
+                    f"{architecture} hyperparameter {name} must be an integer from 1 to {limit}, got {value!r}"
+                )
+        elif isinstance(default, float):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ValueError(f"{architecture} hyperparameter {name} must be a positive number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"{architecture} hyperparameter {name} must be a string, got {value!r}")
+
+
 def build_model(architecture: str, hyperparameters: dict, dtype: Optional[torch.dtype] = None) -> nn.Module:
     """Build an energy model by name from keyword hyperparameters.
 
@@ -26,6 +59,7 @@ def build_model(architecture: str, hyperparameters: dict, dtype: Optional[torch.
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
     if not isinstance(hyperparameters, dict):
         raise TypeError(f"hyperparameters must be a mapping of keyword arguments, got {type(hyperparameters).__name__}")
+    check_hyperparameters(architecture, hyperparameters)
     cutoff = hyperparameters.get("cutoff")
     if cutoff is not None and not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
         raise ValueError(f"cutoff must be a positive number of Å (or None: all pairs), got {cutoff!r}")

@@ -69,11 +69,24 @@ def topology_atomic_numbers(topology: app.Topology, atoms: Sequence[int] | None 
     return numbers
 
 
-def load_force_model(model: str | Path | SavedModel) -> SavedModel | Path:
-    """A saved model (path, embedded name or object) as a :class:`SavedModel`, an exported file as its path."""
+def load_force_model(model: str | Path | SavedModel, trust_torchscript: bool = False) -> SavedModel | Path:
+    """A saved model (path, embedded name or object) as a :class:`SavedModel`, an exported file as its path.
+
+    An exported TorchScript file is a program: openmm-torch runs whatever it holds, with the user's permissions
+    (a crafted one can read and write files). It is accepted only with ``trust_torchscript``; a saved model is
+    weights and plain data, and is scripted here from attnforce's own code.
+    """
     if isinstance(model, SavedModel):
         return model
-    if Path(str(model)).is_file() and is_torchscript(model):
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"model must be a path, an embedded model's name or a SavedModel, got {type(model).__name__}")
+    if Path(model).is_file() and is_torchscript(model):
+        if not trust_torchscript:
+            raise ValueError(
+                f"{model} is an exported TorchScript file, a program that runs with your permissions; give the saved "
+                "model it was exported from, or, if you trust its source, pass --trust-torchscript "
+                "(trust_torchscript=True)"
+            )
         return Path(model)
     return load_model(model)
 
@@ -85,6 +98,7 @@ def create_force(
     outputs_forces: bool | None = None,
     periodic: bool = False,
     cuda_graphs: bool = False,
+    trust_torchscript: bool = False,
 ) -> openmmtorch.TorchForce:
     """A ``TorchForce`` for the given atoms.
 
@@ -95,10 +109,10 @@ def create_force(
     (``setUsesPeriodicBoundaryConditions``). ``cuda_graphs``: on the CUDA platform, openmm-torch captures the
     model's forward and backward pass in a CUDA graph and replays it each step (``useCUDAGraphs``), which needs a
     fixed graph of all pairs (a saved model is scripted with one; an exported file must have been exported with
-    one); other platforms ignore it.
+    one); other platforms ignore it. ``trust_torchscript``: see :func:`load_force_model`.
     """
     ensure_torch_kernels()
-    loaded = load_force_model(model)
+    loaded = load_force_model(model, trust_torchscript)
     indices = list(range(len(atomic_numbers))) if atom_indices is None else list(atom_indices)
     if isinstance(loaded, Path):
         metadata = read_metadata(loaded)
@@ -149,6 +163,7 @@ def learned_force(
     backend: str = "torch",
     device: str = "cpu",
     cuda_graphs: bool = False,
+    trust_torchscript: bool = False,
 ) -> openmm.Force:
     """The learned force for ``atoms`` (default: all) of ``topology``, not yet added to a System.
 
@@ -157,15 +172,15 @@ def learned_force(
     periodic box vectors gets a periodic force (minimum-image convention), which needs a model with a cutoff at
     most half the box's narrowest width; both are checked here. The exception is a subset of ``atoms`` (a molecule
     in a periodic MM system) with a model that has no cutoff: that molecule is evaluated as an isolated one.
-    ``cuda_graphs``: see :func:`create_force`
-    (TorchForce only).
+    ``cuda_graphs``: see :func:`create_force` (TorchForce only). ``trust_torchscript``: see
+    :func:`load_force_model`.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if cuda_graphs and backend != "torch":
         raise ValueError(f"cuda_graphs is a TorchForce option; the {backend} backend does not take it")
     numbers = topology_atomic_numbers(topology, atoms)
-    loaded = load_force_model(model)
+    loaded = load_force_model(model, trust_torchscript)
     cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
     box = topology.getPeriodicBoxVectors()
     if box is not None and cutoff is None and atoms is not None:
@@ -175,7 +190,15 @@ def learned_force(
     if box is not None:
         check_box(box, cutoff)
     if backend == "torch":
-        force = create_force(loaded, numbers, atoms, outputs_forces, periodic=box is not None, cuda_graphs=cuda_graphs)
+        force = create_force(
+            loaded,
+            numbers,
+            atoms,
+            outputs_forces,
+            periodic=box is not None,
+            cuda_graphs=cuda_graphs,
+            trust_torchscript=True,
+        )  # ``loaded`` passed the trust check above
     else:
         from attnforce.openmm.python_force import create_python_force
 
@@ -220,13 +243,14 @@ def add_force(
     device: str = "cpu",
     force_group: int = 0,
     cuda_graphs: bool = False,
+    trust_torchscript: bool = False,
 ) -> int:
     """Add :func:`learned_force` to ``system`` (whose particles must be the topology's atoms) in ``force_group``;
-    returns its index."""
+    returns its index. An exported TorchScript file as ``model`` needs ``trust_torchscript`` (it is a program)."""
     if system.getNumParticles() != topology.getNumAtoms():
         raise ValueError(
             f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
         )
-    force = learned_force(topology, model, atoms, outputs_forces, backend, device, cuda_graphs)
+    force = learned_force(topology, model, atoms, outputs_forces, backend, device, cuda_graphs, trust_torchscript)
     force.setForceGroup(force_group)
     return system.addForce(force)
