@@ -57,6 +57,7 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
         {},
         {"distance_attention": False, "aggregation": "mean"},
     ),
+    "cutoff_5A": ("a 5 Å cutoff with a cosine envelope instead of all pairs (locality)", {}, {"cutoff": 5.0}),
     "amsgrad": ("AMSGrad (NequIP)", {"amsgrad": True}, {}),
     "lr_3e-3": ("learning rate 3e-3", {"learning_rate": 3.0e-3, "min_learning_rate": 3.0e-5}, {}),
     "lr_3e-4": ("learning rate 3e-4", {"learning_rate": 3.0e-4, "min_learning_rate": 3.0e-6}, {}),
