@@ -1,27 +1,32 @@
-"""Learning dynamics of SAKE: which training levers buy accuracy per CPU-minute, measured over seeds.
+"""Learning dynamics of SAKE and the small Equiformer: which training levers buy accuracy per CPU-minute, measured
+over seeds.
 
-Every run trains ``sake-small`` (the embedded model's size) from scratch on one molecule through the product's own
-trainer (:func:`training.trainer.train`): the embedded model's split (800/100/100, data seed 0), a CPU-time budget
+Every run trains ``sake-small`` (the embedded model's size) or ``equiformer-small`` (``--model``) from scratch on one
+molecule through the product's own trainer (:func:`training.trainer.train`): the embedded model's split
+(800/100/100, data seed 0), a CPU-time budget
 (``--cpu-minutes``, 1 thread per run; ``--jobs`` runs side by side, one per core), a cosine schedule run to that
 budget, and the test errors logged after every epoch (``test_every: 1``; the test set chooses nothing). A run's
 force MAE "after t CPU-minutes" is the test force MAE of the last epoch finished within t CPU-minutes of that run
 (so the 5-minute figure of a 15-minute run is read off its learning curve, not from a run scheduled to end there).
 
-``baseline`` is ``bench.accuracy_budget``'s SAKE protocol (Adam 1e-3, batch 4, MSE, energy weight 20, force
-weight 1, energy scale = the training energies' standard deviation); every other setting changes one thing.
+``baseline`` is ``bench.accuracy_budget``'s protocol (Adam, 1e-3 for SAKE and 5e-4 for the Equiformer, batch 4,
+MSE, energy weight 20, force weight 1, energy scale = the training energies' standard deviation); every other
+setting changes one thing (learning rates as factors of the model's). A setting of hyperparameters the model does
+not have (SAKE's aggregation, say) is not run for it.
 Seeds vary the initialisation and the batch order. Each run writes its own JSON under ``--results`` and a finished
 run is not run again, so a study can continue over several sessions. ``--report`` prints the table of mean and
 spread over seeds.
 
 Run from the repository root (needs ``../shared/data``)::
 
-    python -m bench.learning_dynamics --molecules aspirin --seeds 0 1 2 --cpu-minutes 15 --jobs 2
+    python -m bench.learning_dynamics --model sake-small --molecules aspirin --seeds 0 1 2 --cpu-minutes 15 --jobs 2
     python -m bench.learning_dynamics --report
 """
 
 import argparse
 import csv
 import dataclasses
+import itertools
 import json
 import statistics
 import subprocess
@@ -34,7 +39,11 @@ from bench.output import write_json
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "md17"
 MOLECULES = {"aspirin": ("rmd17_aspirin_1000.xyz", "meV"), "ethanol": ("rmd17_ethanol_a.xyz", "eV")}
-BASE_CONFIG = REPO / "training" / "configs" / "sake_aspirin_cpu.yaml"
+#: model -> its base config (the embedded SAKE's, and the Equiformer ablation's)
+BASE_CONFIGS = {
+    "sake-small": REPO / "training" / "configs" / "sake_aspirin_cpu.yaml",
+    "equiformer-small": REPO / "training" / "configs" / "equiformer_small_aspirin_cpu.yaml",
+}
 RESULTS = REPO / "bench" / "results" / "learning_dynamics"
 #: CPU-minute marks at which the table reads each run's learning curve.
 MARKS = (5.0, 15.0)
@@ -59,8 +68,8 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
     ),
     "cutoff_5A": ("a 5 Å cutoff with a cosine envelope instead of all pairs (locality)", {}, {"cutoff": 5.0}),
     "amsgrad": ("AMSGrad (NequIP)", {"amsgrad": True}, {}),
-    "lr_3e-3": ("learning rate 3e-3", {"learning_rate": 3.0e-3, "min_learning_rate": 3.0e-5}, {}),
-    "lr_3e-4": ("learning rate 3e-4", {"learning_rate": 3.0e-4, "min_learning_rate": 3.0e-6}, {}),
+    "lr_x3": ("learning rate x3", {"learning_rate_factor": 3.0}, {}),
+    "lr_x0.3": ("learning rate x0.3", {"learning_rate_factor": 0.3}, {}),
     "no_warmup": ("no warm-up epochs", {"warmup_epochs": 0}, {}),
     "batch_1": ("batch size 1", {"batch_size": 1}, {}),
     "batch_16": ("batch size 16", {"batch_size": 16}, {}),
@@ -76,13 +85,25 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def experiment(setting: str, molecule: str, seed: int, cpu_minutes: float, output: Path, data: Path = DATA):
-    """The run's experiment config: the embedded model's config with the budget, the seed and the setting."""
+def experiment(
+    setting: str,
+    molecule: str,
+    seed: int,
+    cpu_minutes: float,
+    output: Path,
+    data: Path = DATA,
+    model: str = "sake-small",
+):
+    """The run's experiment config: the model's base config with the budget, the seed and the setting."""
     from training.config import load_config
 
     _, training_overrides, model_overrides = SETTINGS[setting]
+    training_overrides = dict(training_overrides)
     file_name, energy_unit = MOLECULES[molecule]
-    config = load_config(BASE_CONFIG)
+    config = load_config(BASE_CONFIGS[model])
+    factor = training_overrides.pop("learning_rate_factor", 1.0)
+    training_overrides["learning_rate"] = config.training.learning_rate * factor
+    training_overrides["min_learning_rate"] = config.training.min_learning_rate * factor
     training = dataclasses.replace(
         config.training,
         epochs=100000,
@@ -100,8 +121,23 @@ def experiment(setting: str, molecule: str, seed: int, cpu_minutes: float, outpu
     return dataclasses.replace(config, data=data_config, model=model, training=training, output=str(output))
 
 
-def result_path(results: Path, molecule: str, setting: str, seed: int) -> Path:
-    return results / molecule / f"{setting}_seed{seed}.json"
+def applies(setting: str, model: str) -> bool:
+    """Whether ``setting`` changes ``model``: its architecture has every hyperparameter the setting sets, and one
+    of them differs from the model's (the Equiformer's cutoff is 5 Å already)."""
+    import inspect
+
+    from attnforce.models import ARCHITECTURES, preset
+
+    architecture, hyperparameters = preset(model)
+    parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+    overrides = SETTINGS[setting][2]
+    if not set(overrides) <= set(parameters):
+        return False
+    return not overrides or any(hyperparameters.get(k, parameters[k].default) != v for k, v in overrides.items())
+
+
+def result_path(results: Path, model: str, molecule: str, setting: str, seed: int) -> Path:
+    return results / model / molecule / f"{setting}_seed{seed}.json"
 
 
 def read_curve(run: Path) -> list[dict]:
@@ -124,17 +160,20 @@ def at_mark(curve: list[dict], minutes: float, key: str = "force_mae_mev_per_a")
     return done[-1] if done else None
 
 
-def run_one(setting: str, molecule: str, seed: int, cpu_minutes: float, runs: Path, results: Path, data: Path) -> dict:
+def run_one(
+    model: str, setting: str, molecule: str, seed: int, cpu_minutes: float, runs: Path, results: Path, data: Path
+) -> dict:
     """Train one run and write its JSON (the curve, the marks and the best-validation model's test errors)."""
     import shutil
 
     from training.trainer import train
 
-    output = runs / molecule / f"{setting}_seed{seed}"
+    output = runs / model / molecule / f"{setting}_seed{seed}"
     shutil.rmtree(output, ignore_errors=True)  # this study's own scratch folder: an unfinished run starts again
-    result = train(experiment(setting, molecule, seed, cpu_minutes, output, data), progress=False)
+    result = train(experiment(setting, molecule, seed, cpu_minutes, output, data, model), progress=False)
     curve = read_curve(output)
     record = {
+        "model": model,
         "setting": setting,
         "molecule": molecule,
         "seed": seed,
@@ -144,24 +183,25 @@ def run_one(setting: str, molecule: str, seed: int, cpu_minutes: float, runs: Pa
         "best_validation_test": result.test_metrics,
         "curve": curve,
     }
-    write_json(result_path(results, molecule, setting, seed), record)
+    write_json(result_path(results, model, molecule, setting, seed), record)
     return record
 
 
 def report(results: Path) -> str:
-    """The Markdown table: per molecule and setting, test force MAE at each mark, mean and spread over seeds."""
+    """The Markdown tables: per model, molecule and setting, test force MAE at each mark, mean and spread over
+    seeds."""
     lines = []
-    for molecule in MOLECULES:
+    for model, molecule in itertools.product(BASE_CONFIGS, MOLECULES):
         records: dict[str, list[dict]] = {}
-        for path in sorted((results / molecule).glob("*.json")):
+        for path in sorted((results / model / molecule).glob("*.json")):
             record = json.loads(path.read_text())
             records.setdefault(record["setting"], []).append(record)
         if not records:
             continue
         base = {mark: _mean(records.get("baseline", []), mark) for mark in map(str, map(_g, MARKS))}
         lines += [
-            f"**{molecule}**: test force MAE (meV/Å) after t CPU-minutes, mean ± standard deviation over seeds "
-            "(ratio to baseline)",
+            f"**{model} on {molecule}**: test force MAE (meV/Å) after t CPU-minutes, mean ± standard deviation over "
+            "seeds (ratio to baseline)",
             "",
             "| setting | what changes | seeds | epochs | " + " | ".join(f"{_g(m)} min" for m in MARKS) + " |",
             "|---|---|---:|---:|" + "---:|" * len(MARKS),
@@ -198,6 +238,7 @@ def _mean(runs: list[dict], mark: str) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="sake-small", choices=list(BASE_CONFIGS))
     parser.add_argument("--molecules", nargs="+", default=["aspirin"], choices=list(MOLECULES))
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -214,7 +255,7 @@ def main() -> None:
         return
     if args.one:
         setting, molecule, seed = args.one
-        run_one(setting, molecule, int(seed), args.cpu_minutes, args.runs, args.results, args.data)
+        run_one(args.model, setting, molecule, int(seed), args.cpu_minutes, args.runs, args.results, args.data)
         return
     # Seeds outermost: a study cut short still has every setting at the first seeds.
     pending = [
@@ -222,7 +263,7 @@ def main() -> None:
         for seed in args.seeds
         for molecule in args.molecules
         for setting in args.settings
-        if not result_path(args.results, molecule, setting, seed).is_file()
+        if applies(setting, args.model) and not result_path(args.results, args.model, molecule, setting, seed).is_file()
     ]
     print(f"{len(pending)} runs to go of {args.cpu_minutes:g} CPU-minutes, {args.jobs} at a time", file=sys.stderr)
     running: list[subprocess.Popen] = []
@@ -230,7 +271,8 @@ def main() -> None:
         while len(running) >= args.jobs:
             time.sleep(2.0)
             running = [p for p in running if p.poll() is None]
-        command = [sys.executable, "-m", "bench.learning_dynamics", "--one", setting, molecule, str(seed)]
+        command = [sys.executable, "-m", "bench.learning_dynamics", "--model", args.model, "--one", setting, molecule]
+        command += [str(seed)]
         command += ["--cpu-minutes", str(args.cpu_minutes), "--runs", str(args.runs), "--results", str(args.results)]
         command += ["--data", str(args.data)]
         print(f"start {setting} {molecule} seed {seed}", file=sys.stderr)
