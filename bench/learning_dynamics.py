@@ -216,9 +216,9 @@ def report(results: Path) -> str:
                 if not values:
                     cells.append("-")
                     continue
-                spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+                spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else " (1 seed)"
                 ratio = f" ({statistics.fmean(values) / base[mark]:.2f}x)" if base.get(mark) else ""
-                cells.append(f"{statistics.fmean(values):.1f} ± {spread:.1f}{ratio}")
+                cells.append(f"{statistics.fmean(values):.1f}{spread}{ratio}")
             epochs = statistics.fmean(r["epochs"] for r in runs)
             lines.append(
                 f"| {setting} | {SETTINGS[setting][0]} | {len(runs)} | {epochs:.0f} | " + " | ".join(cells) + " |"
