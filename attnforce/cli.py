@@ -28,7 +28,8 @@ def _positive_int(text: str) -> int:
 
 def _describe_metrics(metadata: dict) -> str:
     test = metadata.get("test_metrics")
-    if not test:
+    numbers = ("energy_mae_mev", "force_mae_mev_per_a")
+    if not isinstance(test, dict) or not all(isinstance(test.get(key), (int, float)) for key in numbers):
         return "no test metrics stored"
     return (
         f"test energy MAE {test['energy_mae_mev']:.2f} meV, force MAE {test['force_mae_mev_per_a']:.2f} meV/Å "
@@ -141,6 +142,10 @@ def _md(args: argparse.Namespace) -> None:
     )
 
 
+#: Systems ``forecast --dcd`` writes at most: each becomes a chain of one trajectory, and its PDB topology.
+MAX_DCD_SYSTEMS = 5000
+
+
 def _forecast(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -186,6 +191,12 @@ def _forecast(args: argparse.Namespace) -> None:
         positions, velocities, types, charges = paths.positions, paths.velocities, paths.types, paths.charges
         reference = paths.paths
         check_forecast_memory(len(positions), positions.shape[1], args.horizons, members, task.horizon_frames)
+    if args.dcd and len(positions) > MAX_DCD_SYSTEMS:
+        raise ValueError(
+            f"--dcd writes every system as a chain of one trajectory: {len(positions)} systems are more than a viewer "
+            f"(or a PDB topology) can hold; give at most {MAX_DCD_SYSTEMS} systems in --initial, or no --dcd (the NPZ "
+            "holds them all)"
+        )
     forecast, forecast_velocities = rollout(saved.model, positions, velocities, types, args.horizons, progress=True)
     arrays = {
         "positions": forecast,
@@ -252,7 +263,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
-    check_positions(frames.positions[0], frames.atomic_numbers, f"{args.data}, frame 0")
+    for index in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 100)).astype(int)):  # a sample
+        check_positions(frames.positions[index], frames.atomic_numbers, f"{args.data}, frame {index}")
     if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
         logging.getLogger("attnforce").warning(
             "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",
@@ -508,12 +520,21 @@ def describe_error(error: BaseException) -> str:
     return f"unexpected {type(error).__name__}: {text}; rerun with --debug for the traceback and report it"
 
 
+#: Signals that end a run like Ctrl-C does: ``kill PID`` and a closed terminal.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 class Terminated(BaseException):
-    """SIGTERM (``kill PID``), raised where the process is, so that every output's temporary file is removed."""
+    """A stop signal (:data:`STOP_SIGNALS`), raised where the process is, so that every output's temporary file is
+    removed; ``signum`` is the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum, frame) -> None:
-    raise Terminated
+    raise Terminated(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,21 +543,23 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("attnforce")
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show "Å" gets "?" rather than a failed run
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     if sys.stdout is None:  # started with standard output closed (``>&-``): the results would be lost
         log.error("standard output is closed; the results would be lost (redirect it to a file instead)")
         return 2
-    previous = (
-        signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
-    )
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = {signum: signal.signal(signum, _terminate) for signum in STOP_SIGNALS} if in_main_thread else {}
     try:
         args.handler(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
-    except Terminated:
-        log.error("terminated (SIGTERM); outputs not finished were removed")
-        return 143
+    except Terminated as stop:
+        log.error("terminated (%s); outputs not finished were removed", signal.Signals(stop.signum).name)
+        return 128 + stop.signum
     except BrokenPipeError:  # the reader stopped reading (``| head``): what it wanted was written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -546,8 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", describe_error(error))
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

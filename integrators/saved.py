@@ -62,9 +62,14 @@ def task_to_dict(task: ForecastTask) -> dict:
 
 
 def task_from_dict(values: dict) -> ForecastTask:
-    return ForecastTask(
+    """The task stored in a saved learned integrator; ValueError for bonds between particles it does not have."""
+    task = ForecastTask(
         **{**values, "particle_names": tuple(values["particle_names"]), "bonds": tuple(map(tuple, values["bonds"]))}
     )
+    count = len(task.particle_names)
+    if any(len(bond) != 2 or not all(isinstance(i, int) and 0 <= i < count for i in bond) for bond in task.bonds):
+        raise ValueError(f"its task's bonds join particles outside its {count} particles")
+    return task
 
 
 def save_forecaster(
@@ -145,6 +150,8 @@ def load_forecaster(model: str | Path, task: str | None = None, dtype: torch.dty
         saved_task = task_from_dict(stored["metadata"]["task"])
     except (KeyError, TypeError, RuntimeError) as error:
         raise ValueError(f"{path}: malformed learned integrator ({type(error).__name__}: {error})") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     if task is not None and saved_task.name != task:
         raise ValueError(f"{path} was trained on the {saved_task.name} task, not {task}")
     return SavedForecaster(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from openmm import app
 
-from attnforce.geometry import check_positions
+from attnforce.geometry import check_not_fused, check_positions
 from attnforce.paths import embedded_or_file, require_file, text_file
 from systems.elements import atomic_number
 
@@ -150,10 +150,13 @@ def read_pdb(path: str | Path) -> Molecule:
 
 
 def check_geometry(molecule: Molecule) -> None:
-    """:func:`attnforce.geometry.check_positions` for an isolated molecule; periodic boxes are left to the model's
+    """:func:`attnforce.geometry.check_positions` for an isolated molecule. In a periodic box only fused atoms are
+    looked for (between the coordinates as given; a crystal need not have bonds), the rest is left to the model's
     own minimum-image checks."""
     if molecule.topology.getPeriodicBoxVectors() is None:
         check_positions(molecule.positions, molecule.atomic_numbers, molecule.name)
+    elif len(molecule.positions) > 1:
+        check_not_fused(molecule.positions, molecule.name)
 
 
 def load_molecule(structure: str | Path) -> Molecule:

@@ -92,6 +92,11 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             comment = parse_extxyz_comment(header)
             if "energy" not in comment:
                 raise ValueError(f"{where}: comment line has no energy= field")
+            if "lattice" in comment and set(comment.get("pbc", "T T T").upper().split()) != {"F"}:
+                raise ValueError(
+                    f"{where}: a periodic frame (Lattice=...); training and evaluation read isolated structures only "
+                    '(set pbc="F F F" if the cell is not meant)'
+                )
             columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
             force_key = "forces" if "forces" in columns else "force"
             if columns.get("species") != slice(0, 1) or "pos" not in columns or force_key not in columns:
@@ -218,6 +223,14 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
         except (OSError, ValueError, zipfile.BadZipFile, struct.error) as error:
             raise unreadable_npz(path, error) from None
     z = np.asarray(z).reshape(-1)
+    shapes = [np.shape(values) for values in (r, e, f)]
+    if len(shapes[0]) != 3 or shapes[0][2] != 3 or shapes[2] != shapes[0] or np.size(e) != shapes[0][0]:
+        raise ValueError(f"{path}: positions, energies and forces must be (F, N, 3), (F,) and (F, N, 3), got {shapes}")
+    if len(z) != shapes[0][1]:
+        raise ValueError(f"{path}: {len(z)} atomic numbers for {shapes[0][1]} atoms per frame")
+    for name, values in (("positions", r), ("energies", e), ("forces", f)):
+        if np.asarray(values[:0]).dtype.kind not in "iuf":
+            raise ValueError(f"{path}: {name} hold {np.asarray(values[:0]).dtype} values; expected real numbers")
     if z.dtype.kind not in "iu" and not (z.dtype.kind == "f" and np.all(np.isfinite(z)) and np.all(z == np.round(z))):
         raise ValueError(f"{path}: atomic numbers must be integers, got {z[:8].tolist()}")
     mapped = isinstance(r, np.memmap)

@@ -278,6 +278,47 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     stored = torch.load(resolve_model_path("default"), weights_only=True)
     stored["hyperparameters"]["num_layers"] = 1_000_000
     torch.save(stored, folder / "deep_model.pt")
+    _round_six_files(folder, lines)
+
+
+def _round_six_files(folder: Path, lines: list[str]) -> None:
+    """Inputs of the sixth battery: periodic data, mixed units across frames, tampered learned integrators."""
+    labelled = (folder / "labels_ev.xyz").read_text()
+    (folder / "labels_box.xyz").write_text(
+        labelled.replace('pbc="F F F"', 'Lattice="20 0 0 0 20 0 0 0 20" pbc="T T T"')
+    )
+    frames = labelled.splitlines()
+    per_frame = len(frames) // 4
+    last = [
+        line
+        if len(line.split()) != 7
+        else " ".join([line.split()[0]] + [f"{float(v) * 1.8897:.6f}" for v in line.split()[1:4]] + line.split()[4:])
+        for line in frames[3 * per_frame :]
+    ]
+    (folder / "labels_last_in_bohr.xyz").write_text("\n".join(frames[: 3 * per_frame] + last) + "\n")
+    (folder / "box_fused.xyz").write_text(
+        "\n".join([lines[0], 'Lattice="12 0 0 0 12 0 0 0 12" pbc="T T T"', lines[2], lines[2]] + lines[4:]) + "\n"
+    )
+    molecule = load_molecule(EMBEDDED_XYZ)
+    np.savez(
+        folder / "complex_positions.npz",
+        R=molecule.positions[None].astype(complex),
+        z=np.array(molecule.atomic_numbers),
+        E=np.zeros(1),
+        F=np.zeros((1, 21, 3)),
+    )
+    from integrators.saved import resolve_forecaster_path
+
+    stored = torch.load(resolve_forecaster_path("walking"), weights_only=True)
+    stored["metadata"]["task"]["bonds"].append([0, 99])
+    torch.save(stored, folder / "bad_bonds.pt")
+    rng = np.random.default_rng(2)
+    np.savez(
+        folder / "many.npz",
+        positions=rng.normal(scale=3.0, size=(5001, 5, 3)),
+        velocities=np.zeros((5001, 5, 3)),
+        charges=np.ones((5001, 5)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +416,28 @@ CASES = {
         "atomic numbers must be integers",
     ),
     "forecast-npy-as-initial": (NBODY + ["--initial", "array_as.npz"], "a single .npy array, not an .npz archive"),
+    # Sixth battery.
+    "evaluate-periodic-data": (
+        ["evaluate", "equiformer", "labels_box.xyz", "--energy-unit", "eV"],
+        "a periodic frame (Lattice=...)",
+    ),
+    "evaluate-last-frame-in-bohr": (
+        ["evaluate", "default", "labels_last_in_bohr.xyz", "--energy-unit", "eV"],
+        "labels_last_in_bohr.xyz, frame 3: no two atoms are within bonding distance",
+    ),
+    "evaluate-complex-positions": (
+        ["evaluate", "default", "complex_positions.npz", "--energy-unit", "kcal/mol", "--split", "all"],
+        "positions hold complex128 values",
+    ),
+    "structure-periodic-fused": (
+        MD + ["--structure", "box_fused.xyz", "--model", "equiformer", "--dcd", "a.dcd"],
+        "atoms 0 and 1 are 0 Å apart",
+    ),
+    "forecast-bonds-out-of-range": (
+        ["forecast", "--task", "walking", "--model", "bad_bonds.pt", "--output", "f.npz"],
+        "bad_bonds.pt: its task's bonds join particles outside its 31 particles",
+    ),
+    "forecast-too-many-systems-for-a-dcd": (NBODY + ["--initial", "many.npz", "--dcd", "m.dcd"], "more than a viewer"),
     "model-plain-pickle": (MD + ["--model", "plain_pickle.pt", "--dcd", "a.dcd"], "a plain pickle"),
     "timestep-denormal": (MD + ["--dcd", "a.dcd", "--timestep-fs", "1e-300"], "nothing measurable"),
     "csv-hard-link-to-model": (
@@ -680,17 +743,19 @@ def test_md_blow_up_names_its_likely_causes(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_terminated_md_removes_its_partial_files(tmp_path):
-    """``kill PID`` (SIGTERM) mid-run: exit 143, one line, and none of the run's temporary files left."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_terminated_md_removes_its_partial_files(tmp_path, stop):
+    """``kill PID`` (SIGTERM) or a closed terminal (SIGHUP) mid-run: exit 128 + the signal, one line, and none of
+    the run's temporary files left."""
     command = [sys.executable, "-m", "attnforce.cli", "md", "--platform", "CPU", "--no-minimize", "--dcd", "md.dcd"]
     run = subprocess.Popen([*command, "--steps", "100000"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not list(tmp_path.glob(".md.*.partial.csv")) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
-    run.send_signal(signal.SIGTERM)
-    assert run.wait(timeout=60) == 143
-    assert "terminated (SIGTERM)" in run.stderr.read()
+    run.send_signal(stop)
+    assert run.wait(timeout=60) == 128 + stop
+    assert f"terminated ({stop.name})" in run.stderr.read()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -712,6 +777,14 @@ def test_closed_and_broken_standard_output(tmp_path):
         timeout=120,
     )
     assert piped.returncode == 0 and "Broken pipe" not in piped.stderr and "Traceback" not in piped.stderr
+    ascii_only = subprocess.run(
+        [*attnforce, "info"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert ascii_only.returncode == 0 and b"meV/?" in ascii_only.stdout  # "Å" replaced, not a failed run
 
 
 def test_legal_long_names_bom_and_legacy_files_are_read(tmp_path):
