@@ -54,6 +54,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     it if the block raises. A crash or an error never leaves a partial file under the final name, and the
     temporary files of a killed earlier writer of ``path`` (named after its process id) are removed first."""
     path = Path(path)
+    if path.resolve().is_relative_to(PACKAGE):  # the API's writers too: the embedded models are everyone's inputs
+        raise ValueError(f"{path} is inside the installed attnforce package: write it elsewhere")
     made = [folder for folder in reversed(path.parent.absolute().parents) if not folder.exists()]
     made += [] if path.parent.exists() else [path.parent.absolute()]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -193,6 +193,8 @@ def restore_potential(network: torch.nn.Module, stored: dict) -> Potential:
 
 def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
     """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)} (torch.float32 or torch.float64), got {dtype}")
     path = resolve_model_path(model)
     stored = read_stored(path)
     if isinstance(stored, dict) and stored.get("kind") in OTHER_KINDS:

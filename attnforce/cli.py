@@ -43,6 +43,8 @@ def _train(args: argparse.Namespace) -> None:
     from training.forecast_trainer import train_forecaster
     from training.trainer import train
 
+    if args.output is not None and not args.output.strip():
+        raise ValueError("--output is empty: name the run directory (or leave --output out for the config's)")
     config = load_config(args.config)
     if args.output:
         config.output = args.output

@@ -188,6 +188,8 @@ def running_trials(motion_run_pkl: str | Path) -> tuple[list[np.ndarray], list[t
     content = load_array_pickle(path)  # never the full unpickler: a crafted file could run code
     try:
         edges, trials = content
+        if not all(isinstance(trial, np.ndarray) for trial in trials):  # nested lists could be a reference bomb
+            raise ValueError("its trials must be NumPy arrays (T, 31, 3)")
         trials = [np.asarray(trial, dtype=np.float64) for trial in trials]
         bonds = [(int(i), int(j)) for i, j in edges]
     except (ValueError, TypeError) as error:

@@ -37,18 +37,25 @@ class _ArrayUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _check_plain(value: Any, path: Path) -> None:
-    """ValueError unless ``value`` holds only numeric arrays, lists, tuples, dicts, numbers and strings."""
+def _check_plain(value: Any, path: Path, seen: set[int] | None = None) -> None:
+    """ValueError unless ``value`` holds only numeric arrays, lists, tuples, dicts, numbers and strings. Each
+    container is looked at once (``seen``: their ids), so a pickle whose lists share references is checked in
+    linear time, not once per path to each."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             raise ValueError(f"{path}: holds an array of Python objects; expected numeric arrays")
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _check_plain(item, path)
+            _check_plain(item, path, seen)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_plain(key, path)
-            _check_plain(item, path)
+            _check_plain(key, path, seen)
+            _check_plain(item, path, seen)
     elif not isinstance(value, (int, float, complex, str, bytes, bool, np.generic, type(None))):
         raise ValueError(f"{path}: holds a {type(value).__name__}; expected arrays, lists and numbers")
 

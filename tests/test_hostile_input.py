@@ -824,3 +824,49 @@ def test_ase_calculator_refuses_fused_atoms_and_non_finite_results():
     atoms = Atoms(numbers=molecule.atomic_numbers, positions=positions, calculator=AttnforceCalculator("default"))
     with pytest.raises(ValueError, match="atoms 0 and 1 are 0 Å apart"):
         atoms.get_potential_energy()
+
+
+def test_third_battery_run_folders_package_and_bombs(tmp_path):
+    """Links inside a run folder (a resumed run would write through them), run folders and outputs inside the
+    installed package, unsupported dtypes, a pickle whose lists share references 2^60 ways, and a YAML mapping of
+    20,000 keys (checked for repeats in linear time)."""
+    from attnforce.atomic import PACKAGE, atomic_output
+    from systems.forecasting import running_trials
+    from training.config import load_config
+    from training.loop import check_run_directory
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"kind": "training_state"}, run / "last.pt")
+    (tmp_path / "victim.txt").write_text("mine")
+    (run / "metrics.csv").symlink_to(tmp_path / "victim.txt")
+    with pytest.raises(ValueError, match="metrics.csv link to other files"):
+        check_run_directory(run, resume=True)
+    (run / "metrics.csv").unlink()
+    (run / "config.yaml").symlink_to(tmp_path / "nowhere.yaml")  # dangling: a fresh run would create it outside
+    with pytest.raises(ValueError, match="config.yaml link to other files"):
+        check_run_directory(run, resume=False)
+    with pytest.raises(ValueError, match="inside the installed attnforce package"):
+        check_run_directory(PACKAGE / "data", resume=True)
+    with (
+        pytest.raises(ValueError, match="inside the installed attnforce package"),
+        atomic_output(PACKAGE / "data" / "aspirin_sake.pt"),
+    ):
+        pass
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_model("default", torch.float16)
+    inner: list = [1.0]
+    for _ in range(60):
+        inner = [inner, inner]
+    (tmp_path / "bomb.pkl").write_bytes(pickle.dumps(([[0, 1]], [inner])))
+    with pytest.raises(ValueError, match="trials must be NumPy arrays"):
+        running_trials(tmp_path / "bomb.pkl")
+    many = tmp_path / "many.yaml"
+    many.write_text("data:\n" + "".join(f"  k{i}: {i}\n" for i in range(20_000)))
+    with pytest.raises(ValueError, match="k0"):
+        load_config(many)  # unknown keys, named, after the repeat check
+
+
+def test_train_output_option_must_name_a_folder(workdir, caplog):
+    assert main(["train", "train.yaml", "--output", " "]) == 2
+    assert "--output is empty" in caplog.text

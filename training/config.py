@@ -1,5 +1,7 @@
 """Experiment configs: one YAML per experiment, loaded strictly (unknown or missing keys are errors)."""
 
+import collections
+import collections.abc
 import dataclasses
 import math
 import os
@@ -243,7 +245,8 @@ class _StrictLoader(yaml.SafeLoader):
             for merged in value.value if isinstance(value, yaml.SequenceNode) else [value]:
                 if isinstance(merged, yaml.MappingNode):
                     self._refuse_repeated_keys(merged, deep)
-        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        counts = collections.Counter(key if isinstance(key, collections.abc.Hashable) else str(key) for key in keys)
+        repeated = sorted(str(key) for key, count in counts.items() if count > 1)  # linear: 60,000 keys take no time
         if repeated:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key(s) {repeated} given more than once", node.start_mark

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from attnforce.atomic import PACKAGE
 from attnforce.checkpoint import DTYPES, TRAINING_STATE_KIND, atomic_save, read_stored
 from training import distributed
 from training.config import OptimiserConfig, dump_config
@@ -294,7 +295,8 @@ def run_files(output: Path) -> set[Path]:
     """The files and folders of :data:`RUN_FILES` that the folder ``output`` holds."""
     if not output.is_dir():
         return set()
-    return {path for pattern in RUN_FILES for path in output.glob(pattern)}
+    found = {path for pattern in RUN_FILES if "*" in pattern for path in output.glob(pattern)}
+    return found | {output / name for name in RUN_FILES if "*" not in name and os.path.lexists(output / name)}
 
 
 def check_run_directory(output: str | Path, resume: bool) -> None:
@@ -304,6 +306,16 @@ def check_run_directory(output: str | Path, resume: bool) -> None:
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"output {output} is a file, not a run directory: give a folder")
+    if output.resolve().is_relative_to(PACKAGE):
+        raise ValueError(f"output {output} is inside the installed attnforce package: give a folder elsewhere")
+    linked = sorted(
+        path.name for path in run_files(output) if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1)
+    )
+    if linked:
+        raise ValueError(
+            f"{output}: {', '.join(linked)} link to other files, which a run would overwrite through the link; "
+            "remove the links or give another output folder"
+        )
     held = sorted(path.name + ("/" if path.is_dir() else "") for path in run_files(output))
     if resume and "best.pt" in held and "last.pt" not in held:
         raise ValueError(f"{output} holds best.pt but no last.pt to resume from: give another output folder")
