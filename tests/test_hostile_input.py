@@ -260,6 +260,9 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
         for line in labelled
     ]
     (folder / "labels_bohr.xyz").write_text("\n".join(scaled) + "\n")
+    config = TRAIN_CONFIG.format(output="unit_run")
+    (folder / "train_wrong_unit.yaml").write_text(config.replace("energy_unit: eV", "energy_unit: meV"))
+    (folder / "train_in_bohr.yaml").write_text(config.replace("labels_ev.xyz", "labels_bohr.xyz"))
     molecule = load_molecule(EMBEDDED_XYZ)
     np.savez(
         folder / "z_float.npz",
@@ -417,6 +420,8 @@ CASES = {
     ),
     "forecast-npy-as-initial": (NBODY + ["--initial", "array_as.npz"], "a single .npy array, not an .npz archive"),
     # Sixth battery.
+    "train-wrong-energy-unit": (["train", "train_wrong_unit.yaml"], "check the energy unit (eV would give"),
+    "train-data-in-bohr": (["train", "train_in_bohr.yaml"], "frame 0: no two atoms are within bonding distance"),
     "evaluate-periodic-data": (
         ["evaluate", "equiformer", "labels_box.xyz", "--energy-unit", "eV"],
         "a periodic frame (Lattice=...)",

@@ -52,3 +52,31 @@ def fit_average_degree(frames: Frames, cutoff: float, chunk: int = 256) -> float
         distances = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
         neighbours += int((distances < cutoff).sum()) - len(positions) * num_atoms  # minus each atom itself
     return neighbours / (num_frames * num_atoms)
+
+
+#: Root mean square of force components (eV/Å) that molecular data lie within, with a wide margin: MD and normal-
+#: mode samples of organic molecules at 300-1000 K have 0.5-2 eV/Å. Outside, the energy unit is likely wrong.
+PLAUSIBLE_FORCE_RMS = (0.02, 20.0)
+
+
+def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
+    """ValueError, before training, for data that cannot be what they claim: forces whose size says the energy
+    unit is wrong (naming the unit that fits), or structures whose geometry says the length unit is (up to
+    ``samples`` frames spread over the set are checked, see :func:`attnforce.geometry.check_positions`)."""
+    from attnforce.geometry import check_positions
+    from attnforce.units import EV_PER_ENERGY_UNIT
+
+    indices = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), samples)).astype(int))
+    forces = np.asarray(frames.forces[indices], dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(forces))))
+    low, high = PLAUSIBLE_FORCE_RMS
+    if rms > 0 and not low <= rms <= high:
+        in_ev = rms / EV_PER_ENERGY_UNIT[energy_unit]
+        fitting = min(EV_PER_ENERGY_UNIT, key=lambda unit: abs(np.log(in_ev * EV_PER_ENERGY_UNIT[unit])))
+        raise ValueError(
+            f"{frames.source}: read in {energy_unit}, its forces' RMS is {rms:.3g} eV/Å, outside the "
+            f"{low:g}-{high:g} eV/Å of molecular data; check the energy unit ({fitting} would give "
+            f"{in_ev * EV_PER_ENERGY_UNIT[fitting]:.3g} eV/Å)"
+        )
+    for index in indices:
+        check_positions(frames.positions[index], frames.atomic_numbers, f"{frames.source}, frame {index}")

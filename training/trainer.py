@@ -28,7 +28,7 @@ from training.config import ExperimentConfig, check_config
 from training.evaluation import error_metrics, metrics, predict
 from training.loop import Objective, final_test, run_directory, run_epochs, training_session
 from training.losses import LOSSES, energy_force_loss
-from training.statistics import ENERGY_SCALES, fit_average_degree, fit_energy_statistics
+from training.statistics import ENERGY_SCALES, check_data, fit_average_degree, fit_energy_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def _train(config: ExperimentConfig, progress: bool, resume: bool, group: distri
 
     # Everything that can fail on bad input happens before the run directory is written.
     frames = read_dataset(config.data.path, config.data.energy_unit)
+    check_data(frames, config.data.energy_unit)
     train_idx, val_idx, test_idx = random_split(len(frames), config.data.split, config.data.seed)
     train_frames, val_frames, test_frames = (frames.subset(i) for i in (train_idx, val_idx, test_idx))
     logger.info(
