@@ -56,12 +56,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.resolve().is_relative_to(PACKAGE):  # the API's writers too: the embedded models are everyone's inputs
         raise ValueError(f"{path} is inside the installed attnforce package: write it elsewhere")
-    made = [folder for folder in reversed(path.parent.absolute().parents) if not folder.exists()]
-    made += [] if path.parent.exists() else [path.parent.absolute()]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folders(path.parent)
     _remove_stale_partials(path)
-    handle, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{_temporary_stem(path)}.{os.getpid()}-", suffix=f".partial{path.suffix}"
+    handle, tmp = tempfile.mkstemp(  # in the physical folder: tempfile reads ``link/..`` as text
+        dir=path.parent.resolve(), prefix=f".{_temporary_stem(path)}.{os.getpid()}-", suffix=f".partial{path.suffix}"
     )
     os.close(handle)
     done = False
@@ -72,10 +70,31 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         done = True
     finally:
         Path(tmp).unlink(missing_ok=True)
-        if not done:  # the folders made for this output go too, deepest first, if nothing else was put there
-            for folder in reversed(made):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+        if not done:  # the folders made for this output go too, if nothing else was put there
+            remove_empty_folders(made)
+
+
+def make_folders(folder: str | Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns the folders made, outermost first, as physical paths (in
+    ``link/../run`` the ``..`` leaves the link's target, not the folder that holds the link)."""
+    physical = Path(folder).resolve()
+    made = [parent for parent in reversed((physical, *physical.parents)) if not parent.exists()]
+    Path(folder).mkdir(parents=True, exist_ok=True)  # a dangling link named ``folder`` is an error, not followed
+    return made
+
+
+def remove_empty_folders(made: list[Path]) -> None:
+    """Remove the folders of :func:`make_folders` that are still empty, deepest first (what another process put
+    there meanwhile stays, and so does its folder)."""
+    for folder in reversed(made):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def check_suffix(what: str, path: str | Path, suffix: str) -> None:
+    """ValueError unless ``path`` ends in ``suffix`` (in any case): a file must be what its name says."""
+    if Path(path).suffix.lower() != suffix:
+        raise ValueError(f"{what} {path} must end in {suffix}: the file would not be what it is named")
 
 
 def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Path | None] = ()) -> None:

@@ -49,11 +49,18 @@ class AttnforceCalculator(Calculator):
         if not pbc.any() and len(positions) > 1:
             check_not_fused(positions, "the atoms")
         dtype = self.potential.energy_scale.dtype
+        centred = positions - positions.mean(0)  # in float64, before a float32 model's cast (see OpenMMModule)
         cells = None
         if pbc.all():
-            cells = torch.as_tensor(np.asarray(self.atoms.cell), dtype=dtype, device=self.device).unsqueeze(0)
+            cell = np.asarray(self.atoms.cell, dtype=np.float64)
+            if not (np.all(np.isfinite(cell)) and abs(np.linalg.det(cell)) > 0):
+                raise ValueError(
+                    f"periodic atoms (pbc=True) need a cell of positive volume, got {cell.tolist()} Å: set "
+                    "atoms.cell, or pbc=False for an isolated molecule"
+                )
+            cells = torch.as_tensor(cell, dtype=dtype, device=self.device).unsqueeze(0)
         energy, forces = self.potential(
-            torch.as_tensor(positions, dtype=dtype, device=self.device),
+            torch.as_tensor(centred, dtype=dtype, device=self.device),
             torch.as_tensor(numbers, dtype=torch.long, device=self.device),
             torch.zeros(len(numbers), dtype=torch.long, device=self.device),
             1,

@@ -68,13 +68,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from attnforce.atomic import check_outputs
+    from attnforce.atomic import check_outputs, check_suffix
     from attnforce.checkpoint import load_model
     from attnforce.export import export_torchscript
     from systems.molecules import load_molecule
 
-    if Path(args.output).suffix != ".pt":
-        raise ValueError(f"--output {args.output} must end in .pt (a TorchScript file for openmm-torch)")
+    check_suffix("--output", args.output, ".pt")
     check_outputs({"--output": args.output}, {"MODEL": args.model, "--structure": args.structure})
     saved = load_model(args.model)
     molecule = load_molecule(args.structure) if args.structure else None
@@ -151,7 +150,7 @@ MAX_DCD_SYSTEMS = 5000
 def _forecast(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from attnforce.atomic import check_outputs
+    from attnforce.atomic import check_outputs, check_suffix
     from integrators.forecast import check_forecast_memory, ensemble, rollout
     from integrators.forecast_outputs import plot_forecast, read_initial_states, write_dcd, write_npz
     from integrators.saved import load_forecaster
@@ -162,8 +161,8 @@ def _forecast(args: argparse.Namespace) -> None:
         ("--dcd", args.dcd, ".dcd"),
         ("--png", args.png, ".png"),
     ):
-        if path and Path(path).suffix.lower() != suffix:
-            raise ValueError(f"{option} must name a {suffix} file, got {path}")
+        if path:
+            check_suffix(option, path, suffix)
     for option, value in (("--noise", args.noise), ("--velocity-noise", args.velocity_noise)):
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{option} is a standard deviation: give a finite number of 0 or more, got {value}")
@@ -247,16 +246,14 @@ def _forecast(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from attnforce.atomic import atomic_output, check_outputs
+    from attnforce.atomic import atomic_output, check_outputs, check_suffix
     from attnforce.checkpoint import DTYPES, load_model
-    from attnforce.geometry import check_positions
+    from attnforce.elements import formula
     from systems import random_split, read_dataset
-    from systems.elements import formula
     from training.evaluation import bootstrap_metrics, check_energy_unit, predict
 
     if args.json:
-        if Path(args.json).suffix.lower() != ".json":
-            raise ValueError(f"--json {args.json} must end in .json")
+        check_suffix("--json", args.json, ".json")
         check_outputs({"--json": args.json}, {"MODEL": args.model, "DATA": args.data})
     saved = load_model(args.model, DTYPES[args.dtype])
     energy_unit = saved.metadata.get("energy_unit_of_data") if args.energy_unit is None else args.energy_unit
@@ -265,8 +262,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
-    for index in np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 100)).astype(int)):  # a sample
-        check_positions(frames.positions[index], frames.atomic_numbers, f"{args.data}, frame {index}")
+    frames.check_geometry()
     if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
         logging.getLogger("attnforce").warning(
             "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",
@@ -309,6 +305,11 @@ def _info(args: argparse.Namespace) -> None:
     from attnforce.models import ARCHITECTURES, PRESETS, build_model, preset
     from integrators.saved import EMBEDDED_FORECASTERS, is_forecaster, load_forecaster
 
+    if args.model in PRESETS and Path(args.model).exists():
+        raise ValueError(
+            f"{args.model!r} names both a preset and a file here; give ./{args.model} for the file, or run elsewhere "
+            "for the preset"
+        )
     if args.model in PRESETS:
         architecture, hyperparameters = preset(args.model)
         count = sum(p.numel() for p in build_model(architecture, hyperparameters).parameters())
@@ -501,8 +502,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe_error(error: BaseException) -> str:
-    """One line naming what went wrong and, where it is known, the fix."""
+#: command -> what to ask for instead when it runs out of memory
+MEMORY_FIXES = {
+    "train": "a smaller batch_size or model, and a config without values far larger than meant",
+    "evaluate": "fewer --bootstrap samples, or fewer frames in the data file",
+    "forecast": "fewer systems in --initial, fewer --horizons or --ensemble members, or an --initial without extra "
+    "arrays",
+    "md": "a smaller structure",
+    "export": "a smaller model",
+}
+
+
+def describe_error(error: BaseException, command: str | None = None) -> str:
+    """One line naming what went wrong and, where it is known, the fix (``command``: the subcommand that ran)."""
     text = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
     if isinstance(error, (PermissionError, IsADirectoryError, NotADirectoryError)) and error.filename:
         fix = {
@@ -512,7 +524,8 @@ def describe_error(error: BaseException) -> str:
         }[type(error)]
         return f"{error.filename}: {error.strerror}; {fix}"
     if isinstance(error, MemoryError):
-        return f"out of memory{': ' + text if str(error) else ''}; ask for less (fewer frames, systems or horizons)"
+        detail = f": {text}" if str(error) else ""
+        return f"out of memory{detail}; ask for {MEMORY_FIXES.get(command, 'less')}"
     if isinstance(error, (ValueError, FileNotFoundError, FloatingPointError, OSError)):
         return text
     if type(error).__name__ == "OpenMMException":
@@ -539,7 +552,24 @@ def _terminate(signum, frame) -> None:
     raise Terminated(signum)
 
 
+def _reopen_closed_streams() -> None:
+    """Point closed standard descriptors (a shell's ``2>&-``) at /dev/null: a file opened later would otherwise
+    take descriptor 2 and receive a library's warnings. A closed standard error then loses the log, not the run."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (the process's standard error, never closed)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout_closed = sys.stdout is None
+    _reopen_closed_streams()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -548,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show "Å" gets "?" rather than a failed run
         if stream is not None and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
-    if sys.stdout is None:  # started with standard output closed (``>&-``): the results would be lost
+    if stdout_closed:  # started with standard output closed (``>&-``): the results would be lost
         log.error("standard output is closed; the results would be lost (redirect it to a file instead)")
         return 2
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
@@ -568,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        log.error("%s", describe_error(error))
+        log.error("%s", describe_error(error, args.command))
         return 2
     finally:
         for signum, handler in previous.items():

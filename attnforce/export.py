@@ -16,8 +16,8 @@ from e3nn.util import jit as e3nn_jit
 
 from attnforce.atomic import atomic_output
 from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, load_model
+from attnforce.elements import symbol
 from attnforce.openmm.module import OpenMMForcesModule, OpenMMModule
-from systems.elements import symbol
 
 METADATA_FILE = "attnforce_metadata.json"
 EXPORTED_UNITS = {"length": "nm", "energy": "kJ/mol"}

@@ -18,11 +18,21 @@ BONDED_FACTOR = 1.3
 def check_not_fused(positions: np.ndarray, name: str) -> np.ndarray:
     """Each atom's distance (Å) to its nearest neighbour, (N,); ValueError for non-finite coordinates or atoms
     closer than :data:`MIN_DISTANCE_A`, naming the closest pair. ``positions``: (N, 3) Å, N >= 2, isolated."""
+    return _nearest_distances(_finite_tree(positions, name), positions, name)
+
+
+def _finite_tree(positions: np.ndarray, name: str):
+    """A ``cKDTree`` of ``positions``; ValueError for non-finite coordinates."""
     from scipy.spatial import cKDTree
 
     if not np.all(np.isfinite(positions)):
         raise ValueError(f"{name}: coordinates are NaN or infinite")
-    distances, neighbours = cKDTree(positions).query(positions, k=2)
+    return cKDTree(positions)
+
+
+def _nearest_distances(tree, positions: np.ndarray, name: str) -> np.ndarray:
+    """:func:`check_not_fused` on a ``cKDTree`` of the (finite) ``positions``."""
+    distances, neighbours = tree.query(positions, k=2)
     closest = int(np.argmin(distances[:, 1]))
     if distances[closest, 1] < MIN_DISTANCE_A:
         # With duplicate points the tree may list the atom itself second; its partner is then the first.
@@ -48,12 +58,12 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
     if len(positions) < 2:
         return
     from ase.data import covalent_radii
-    from scipy.spatial import cKDTree
 
-    distances = check_not_fused(positions, name)
+    tree = _finite_tree(positions, name)
+    distances = _nearest_distances(tree, positions, name)
     closest = float(distances.min())
     radii = covalent_radii[np.asarray(atomic_numbers, dtype=np.int64)]
-    first, second = cKDTree(positions).query_pairs(BONDED_FACTOR * 2.0 * radii.max(), output_type="ndarray").T
+    first, second = tree.query_pairs(BONDED_FACTOR * 2.0 * radii.max(), output_type="ndarray").T
     lengths = np.linalg.norm(positions[first] - positions[second], axis=-1)
     if not np.any(lengths < BONDED_FACTOR * (radii[first] + radii[second])):
         raise ValueError(

@@ -23,6 +23,7 @@ positions and velocities (B, N, 3) after ``horizon`` time units.
 import torch
 from torch import Tensor, nn
 
+from attnforce.models import check_hyperparameters
 from attnforce.models.sake import SAKELayer
 from attnforce.nn import MLP, ExpNormalSmearing, all_pairs_edges, regular_degree, sum_over_neighbours
 
@@ -209,6 +210,9 @@ def build_dynamics(architecture: str, hyperparameters: dict, dtype: torch.dtype 
         raise ValueError(
             f"unknown learned-integrator architecture {architecture!r}; known: {sorted(DYNAMICS_ARCHITECTURES)}"
         )
+    if not isinstance(hyperparameters, dict):
+        raise ValueError(f"{architecture} hyperparameters must be a mapping, got {type(hyperparameters).__name__}")
+    check_hyperparameters(architecture, hyperparameters, DYNAMICS_ARCHITECTURES[architecture])
     try:
         model = DYNAMICS_ARCHITECTURES[architecture](**hyperparameters)
     except TypeError as error:

@@ -24,7 +24,7 @@ from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
-from attnforce.atomic import atomic_output, check_outputs
+from attnforce.atomic import atomic_output, check_outputs, check_suffix
 from attnforce.checkpoint import SavedModel
 from attnforce.export import read_metadata
 from attnforce.openmm.force import add_force, load_force_model
@@ -132,8 +132,7 @@ def md_outputs(
     if plot_png is not False:
         outputs["png"] = Path(plot_png) if plot_png else dcd.with_suffix(".png")
     for role, path in outputs.items():
-        if path.suffix.lower() != f".{role if role != 'topology' else 'pdb'}":
-            raise ValueError(f"the {role} output {path} must end in .{role}: the file would not be what it is named")
+        check_suffix(f"the {role} output", path, f".{role if role != 'topology' else 'pdb'}")
     return outputs
 
 

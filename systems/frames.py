@@ -85,6 +85,18 @@ class Frames:
     def __len__(self) -> int:
         return len(self.energies)
 
+    def spread(self, samples: int = 100) -> np.ndarray:
+        """Indices of up to ``samples`` frames spread evenly over the set, the first and the last included."""
+        return np.unique(np.linspace(0, len(self) - 1, min(len(self), samples)).astype(int))
+
+    def check_geometry(self, samples: int = 100) -> None:
+        """ValueError naming the first of the :meth:`spread` frames that cannot be a molecule in Å (fused atoms, or
+        none bonded: see :func:`attnforce.geometry.check_positions`)."""
+        from attnforce.geometry import check_positions
+
+        for index in self.spread(samples):
+            check_positions(self.positions[index], self.atomic_numbers, f"{self.source}, frame {index}")
+
     def subset(self, indices: np.ndarray) -> "Frames":
         """The frames at ``indices`` (an integer array), read into memory."""
         indices = np.asarray(indices)
@@ -101,8 +113,10 @@ def collate(frames: Frames, indices: np.ndarray, dtype: torch.dtype = torch.floa
     """A batch of the frames at ``indices``, flattened over atoms, keyed by :mod:`attnforce.keys`."""
     num_structures = len(indices)
     num_atoms = len(frames.atomic_numbers)
+    positions = np.asarray(frames.positions[indices], dtype=np.float64)
+    positions = positions - positions.mean(axis=1, keepdims=True)  # centred before a float32 cast (translation-free)
     return {
-        keys.POSITIONS: torch.as_tensor(frames.positions[indices].reshape(-1, 3), dtype=dtype),
+        keys.POSITIONS: torch.as_tensor(positions.reshape(-1, 3), dtype=dtype),
         keys.ATOMIC_NUMBERS: torch.as_tensor(np.tile(frames.atomic_numbers, num_structures), dtype=torch.long),
         keys.BATCH: torch.arange(num_structures).repeat_interleave(num_atoms),
         keys.ENERGY: torch.as_tensor(frames.energies[indices], dtype=torch.float64),  # see models/potential.py

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from openmm import app
 
+from attnforce.elements import atomic_number
 from attnforce.geometry import check_not_fused, check_positions
 from attnforce.paths import embedded_or_file, require_file, text_file
-from systems.elements import atomic_number
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ class Molecule:
 
 def read_text_lines(path: Path, what: str) -> list[str]:
     """The lines of a text file; ValueError naming the file when it is binary."""
-    with text_file(path, what):
-        return path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is no atom count
+    with text_file(path, what), open(path, encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is no count
+        # Lines end at newlines only (as in file reading), not at every character ``str.splitlines`` breaks on:
+        # a U+2028 or form feed in a comment line must not make two lines.
+        lines = handle.read().split("\n")
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def _topology_from_numbers(numbers: list[int], residue_name: str = "MOL") -> app.Topology:
@@ -103,32 +106,37 @@ def read_xyz(path: str | Path) -> Molecule:
 
 
 def _extxyz_box(path: Path, comment: str):
-    """The periodic box of an extended-XYZ comment line (``Lattice="ax ay az bx ..."`` Å, periodic unless ``pbc``
-    says otherwise) as OpenMM box vectors, or None; ValueError for a malformed lattice or a partly periodic one."""
+    """The periodic box of an extended-XYZ comment line (:func:`systems.readers.extxyz_cell`) as OpenMM box
+    vectors, or None; ValueError naming the file for a malformed or partly periodic lattice, or one that is not in
+    the reduced form OpenMM takes."""
     from openmm import Vec3, unit
 
-    from systems.readers import parse_extxyz_comment
+    from systems.readers import extxyz_cell, parse_extxyz_comment
 
     try:
         fields = parse_extxyz_comment(comment)
     except ValueError:  # a free-text comment (an unmatched quote) holds no lattice
         return None
-    if "lattice" not in fields:
-        return None
-    pbc = fields.get("pbc", "T T T").upper().replace("TRUE", "T").replace("FALSE", "F").split()
-    if set(pbc) == {"F"}:
-        return None
-    if pbc != ["T", "T", "T"]:
-        raise ValueError(
-            f"{path}, line 2: pbc={fields['pbc']!r}: attnforce simulates boxes periodic in all three directions or none"
-        )
     try:
-        vectors = np.array([float(v) for v in fields["lattice"].split()]).reshape(3, 3)
-    except ValueError:
-        raise ValueError(f"{path}, line 2: Lattice={fields['lattice']!r} is not nine numbers (Å)") from None
-    if not (np.all(np.isfinite(vectors)) and abs(np.linalg.det(vectors)) > 0):
-        raise ValueError(f"{path}, line 2: Lattice={fields['lattice']!r} is not a box of positive volume")
-    return [Vec3(*vector) for vector in vectors] * unit.angstrom
+        cell = extxyz_cell(fields)
+    except ValueError as error:
+        raise ValueError(f"{path}, line 2: {error}") from None
+    if cell is None:
+        return None
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
+    slack = 1 + 1e-9
+    if not (
+        ay == az == bz == 0
+        and min(ax, by, cz) > 0
+        and 2 * abs(bx) <= ax * slack
+        and 2 * abs(cx) <= ax * slack
+        and 2 * abs(cy) <= by * slack
+    ):
+        raise ValueError(
+            f"{path}, line 2: Lattice={fields['lattice']!r} is not in the reduced form OpenMM takes (a along x, b in "
+            "the xy plane, positive diagonal, |bx| and |cx| at most ax/2, |cy| at most by/2): rotate or reduce the cell"
+        )
+    return [Vec3(*vector) for vector in cell] * unit.angstrom
 
 
 def read_pdb(path: str | Path) -> Molecule:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.elements import atomic_number
 from attnforce.paths import require_file
 from attnforce.units import ev_per_hartree
-from systems.elements import atomic_number
 
 #: The 12 standard targets: name -> (qm9pack column, unit after conversion, factor to it).
 TARGETS = {

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from attnforce.elements import atomic_number
 from attnforce.paths import require_file, text_file, unreadable_npz
 from attnforce.units import EV_PER_ENERGY_UNIT
-from systems.elements import atomic_number
 from systems.frames import Frames, ScaledArray
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,33 @@ def _columns(properties: str) -> dict[str, slice]:
     return columns
 
 
+#: The largest box vector component attnforce takes (Å): beyond it a "box" is a unit mistake or garbage.
+MAX_BOX_LENGTH = 1e5
+
+
+def extxyz_cell(fields: dict[str, str]) -> np.ndarray | None:
+    """The periodic cell of an extended-XYZ comment's fields (:func:`parse_extxyz_comment`): (3, 3) Å, rows the
+    ``Lattice`` vectors; None without a lattice or with ``pbc`` false in every direction. ValueError for a partly
+    periodic ``pbc`` or a lattice that is not nine finite numbers spanning a volume."""
+    if "lattice" not in fields:
+        return None
+    pbc = fields.get("pbc", "T T T").upper().replace("TRUE", "T").replace("FALSE", "F").split()
+    pbc = pbc * 3 if len(pbc) == 1 else pbc
+    if pbc == ["F", "F", "F"]:
+        return None
+    if pbc != ["T", "T", "T"]:
+        raise ValueError(f"pbc={fields['pbc']!r}: attnforce takes boxes periodic in all three directions or none")
+    try:
+        cell = np.array([float(v) for v in fields["lattice"].split()]).reshape(3, 3)
+    except ValueError:
+        raise ValueError(f"Lattice={fields['lattice']!r} is not nine numbers (Å)") from None
+    if not (np.all(np.abs(cell) <= MAX_BOX_LENGTH) and abs(np.linalg.det(cell)) > 0):  # NaN fails too
+        raise ValueError(
+            f"Lattice={fields['lattice']!r} is not a box of positive volume with components up to {MAX_BOX_LENGTH:g} Å"
+        )
+    return cell
+
+
 def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
     """Frames of one molecule from an extended-XYZ file with ``energy=`` and per-atom forces.
 
@@ -92,7 +119,11 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             comment = parse_extxyz_comment(header)
             if "energy" not in comment:
                 raise ValueError(f"{where}: comment line has no energy= field")
-            if "lattice" in comment and set(comment.get("pbc", "T T T").upper().split()) != {"F"}:
+            try:
+                cell = extxyz_cell(comment)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+            if cell is not None:
                 raise ValueError(
                     f"{where}: a periodic frame (Lattice=...); training and evaluation read isolated structures only "
                     '(set pbc="F F F" if the cell is not meant)'

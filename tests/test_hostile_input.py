@@ -243,23 +243,28 @@ def _files(folder: Path) -> None:
     _round_five_files(folder, lines)
 
 
+def _scaled_atom_lines(lines: list[str], factor: float) -> list[str]:
+    """XYZ or extended-XYZ lines with each atom line's coordinates (columns 2-4) times ``factor``; count and
+    comment lines unchanged."""
+    scaled = []
+    for line in lines:
+        fields = line.split()
+        is_atom = len(fields) in (4, 7) and not fields[0].isdigit() and "=" not in line
+        coordinates = [f"{float(v) * factor:.6f}" for v in fields[1:4]] if is_atom else []
+        scaled.append(" ".join(fields[:1] + coordinates + fields[4:]) if is_atom else line)
+    return scaled
+
+
 def _round_five_files(folder: Path, lines: list[str]) -> None:
     """Inputs of the fifth battery: wrong units, cells, devices, pipes, altered models."""
-    atoms = [line.split() for line in lines[2:]]
     for name, factor in (("aspirin_bohr", 1.8897), ("aspirin_pm", 100.0)):
-        rows = [f"{a[0]} " + " ".join(f"{float(v) * factor:.6f}" for v in a[1:4]) for a in atoms]
+        rows = _scaled_atom_lines(lines[2:], factor)
         (folder / f"{name}.xyz").write_text("\n".join([lines[0], "in the wrong unit"] + rows) + "\n")
     (folder / "slab.xyz").write_text(
         "\n".join([lines[0], 'Lattice="12 0 0 0 12 0 0 0 12" pbc="T T F"'] + lines[2:]) + "\n"
     )
     labelled = (folder / "labels_ev.xyz").read_text().splitlines()
-    scaled = [
-        line
-        if len(line.split()) != 7
-        else " ".join([line.split()[0]] + [f"{float(v) * 1.8897:.6f}" for v in line.split()[1:4]] + line.split()[4:])
-        for line in labelled
-    ]
-    (folder / "labels_bohr.xyz").write_text("\n".join(scaled) + "\n")
+    (folder / "labels_bohr.xyz").write_text("\n".join(_scaled_atom_lines(labelled, 1.8897)) + "\n")
     config = TRAIN_CONFIG.format(output="unit_run")
     (folder / "train_wrong_unit.yaml").write_text(config.replace("energy_unit: eV", "energy_unit: meV"))
     (folder / "train_in_bohr.yaml").write_text(config.replace("labels_ev.xyz", "labels_bohr.xyz"))
@@ -282,6 +287,7 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     stored["hyperparameters"]["num_layers"] = 1_000_000
     torch.save(stored, folder / "deep_model.pt")
     _round_six_files(folder, lines)
+    _round_seven_files(folder, lines)
 
 
 def _round_six_files(folder: Path, lines: list[str]) -> None:
@@ -292,12 +298,7 @@ def _round_six_files(folder: Path, lines: list[str]) -> None:
     )
     frames = labelled.splitlines()
     per_frame = len(frames) // 4
-    last = [
-        line
-        if len(line.split()) != 7
-        else " ".join([line.split()[0]] + [f"{float(v) * 1.8897:.6f}" for v in line.split()[1:4]] + line.split()[4:])
-        for line in frames[3 * per_frame :]
-    ]
+    last = _scaled_atom_lines(frames[3 * per_frame :], 1.8897)
     (folder / "labels_last_in_bohr.xyz").write_text("\n".join(frames[: 3 * per_frame] + last) + "\n")
     (folder / "box_fused.xyz").write_text(
         "\n".join([lines[0], 'Lattice="12 0 0 0 12 0 0 0 12" pbc="T T T"', lines[2], lines[2]] + lines[4:]) + "\n"
@@ -322,6 +323,17 @@ def _round_six_files(folder: Path, lines: list[str]) -> None:
         velocities=np.zeros((5001, 5, 3)),
         charges=np.ones((5001, 5)),
     )
+
+
+def _round_seven_files(folder: Path, lines: list[str]) -> None:
+    """Inputs of the seventh round: a file named like a preset, odd lattices, YAML bombs."""
+    (folder / "sake-md17").write_bytes(b"the user's own model file")
+    for name, lattice in {"skewed_box": "20 0 0 15 20 0 0 0 20", "huge_box": "1e300 0 0 0 1e300 0 0 0 1e300"}.items():
+        comment = f'Lattice="{lattice}" pbc="T T T"'
+        (folder / f"{name}.xyz").write_text("\n".join([lines[0], comment] + lines[2:]) + "\n")
+    nested = ", ".join(f"&l{k} [" + ", ".join([f"*l{k - 1}" if k else "lol"] * 9) + "]" for k in range(9))
+    (folder / "laughs.yaml").write_text(f"data:\n  path: [{nested}]\n")  # 9^9 strings if expanded
+    (folder / "deep.yaml").write_text("data:\n  path: " + "[" * 5000 + "]" * 5000 + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -558,10 +570,10 @@ CASES = {
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--output", "one_system.npz"],
         "destroy the input",
     ),
-    "forecast-output-folder": (["forecast", "--task", "nbody", "--output", "out.dcd"], "must name a .npz"),
+    "forecast-output-folder": (["forecast", "--task", "nbody", "--output", "out.dcd"], "must end in .npz"),
     "forecast-dcd-named-pdb": (
         ["forecast", "--task", "nbody", "--output", "f.npz", "--dcd", "f.pdb"],
-        "must name a .dcd",
+        "must end in .dcd",
     ),
     "forecast-horizons-1e8": (
         ["forecast", "--task", "nbody", "--initial", "one_system.npz", "--horizons", "100000000", "--output", "f.npz"],
@@ -571,6 +583,15 @@ CASES = {
         ["forecast", "--task", "nbody", "--horizons", "1000000", "--output", "f.npz"],
         "GiB of memory is free",
     ),
+    # Seventh round.
+    "info-preset-shadowed-by-file": (["info", "sake-md17"], "names both a preset and a file here"),
+    "lattice-not-reduced": (
+        MD + ["--structure", "skewed_box.xyz", "--dcd", "a.dcd"],
+        "skewed_box.xyz, line 2: Lattice='20 0 0 15 20 0 0 0 20' is not in the reduced form OpenMM takes",
+    ),
+    "lattice-1e300": (MD + ["--structure", "huge_box.xyz", "--dcd", "a.dcd"], "huge_box.xyz, line 2: Lattice="),
+    "yaml-billion-laughs": (["train", "laughs.yaml"], "laughs.yaml.data.path: expected str, got [['lol', 'lol',"),
+    "yaml-nested-5000-deep": (["train", "deep.yaml"], "deep.yaml: values nested too deeply"),
 }
 
 
@@ -582,7 +603,7 @@ def test_refused_with_one_line_and_the_folder_unchanged(case, workdir, caplog, c
     captured = capsys.readouterr()
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and words in errors[0].getMessage(), caplog.text
-    assert "\n" not in errors[0].getMessage()
+    assert "\n" not in errors[0].getMessage() and len(errors[0].getMessage()) < 500
     assert "Traceback" not in caplog.text + captured.out + captured.err
     assert "weights_only=False" not in caplog.text and "weights_only` set to `False" not in caplog.text
     assert snapshot(workdir) == before
@@ -875,3 +896,72 @@ def test_third_battery_run_folders_package_and_bombs(tmp_path):
 def test_train_output_option_must_name_a_folder(workdir, caplog):
     assert main(["train", "train.yaml", "--output", " "]) == 2
     assert "--output is empty" in caplog.text
+
+
+def test_seventh_round_boxes_translations_links_and_streams(tmp_path):
+    """A periodic topology added to a System that kept OpenMM's default box; a float32 model 1e5 Å from the origin
+    (positions are centred in float64 first); a failed output under ``link/..`` (the folders made are removed
+    where they physically are); a comment line holding U+2028 (a line break for ``str.splitlines`` only)."""
+    import openmm
+    from openmm import app, unit
+
+    from attnforce.atomic import atomic_output
+    from attnforce.calculator import AttnforceCalculator
+    from attnforce.openmm.force import add_force
+    from attnforce.openmm.module import OpenMMModule
+
+    molecule = load_molecule(EMBEDDED_XYZ)
+    topology = app.Topology()
+    residue = topology.addResidue("MOL", topology.addChain())
+    for atom in molecule.topology.atoms():
+        topology.addAtom(atom.name, atom.element, residue)
+    topology.setPeriodicBoxVectors([openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3)] * unit.nanometer)
+    system = openmm.System()
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+    with pytest.raises(ValueError, match=r"periodic box \(3x3x3 nm\) is not the System's default box \(2x2x2 nm\)"):
+        add_force(system, topology, "equiformer")
+    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    assert add_force(system, topology, "equiformer") == 0
+
+    saved = load_model("default")  # float32
+    module = OpenMMModule(saved.potential, torch.tensor(molecule.atomic_numbers), torch.arange(21))
+    nm = torch.tensor(molecule.positions, dtype=torch.float64) / 10
+    with torch.no_grad():
+        near, far = float(module(nm)), float(module(nm + 1e4))  # 1e4 nm = 1e5 Å: float32 spacing there is 0.008 Å
+    assert abs(near - far) < 0.05  # kJ/mol; 146 kJ/mol before the centring (1e6 Å)
+    from ase import Atoms
+
+    atoms = Atoms(numbers=molecule.atomic_numbers, positions=molecule.positions, calculator=AttnforceCalculator())
+    forces = atoms.get_forces()
+    atoms.translate([1e5, -1e5, 1e5])
+    assert np.abs(atoms.get_forces() - forces).max() < 1e-4  # eV/Å; 0.38 before
+    atoms.pbc = True  # with ASE's default cell: all zeros
+    with pytest.raises(ValueError, match="need a cell of positive volume"):
+        atoms.get_potential_energy()
+
+    (tmp_path / "target" / "inner").mkdir(parents=True)
+    (tmp_path / "lnk").symlink_to(tmp_path / "target" / "inner")
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "lnk" / ".." / "new" / "x.csv") as partial:
+        partial.write_text("half")
+        raise RuntimeError("the run failed")
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["inner"]  # no empty target/new left
+
+    lines = _xyz_lines()
+    (tmp_path / "sep.xyz").write_text("\n".join([lines[0], "aspirin \u2028 from \x0c a file"] + lines[2:]) + "\n")
+    assert load_molecule(tmp_path / "sep.xyz").atomic_numbers == molecule.atomic_numbers
+
+
+def test_closed_standard_error_loses_the_log_not_the_run(tmp_path):
+    shell = f"{sys.executable} -m attnforce.cli md --platform CPU --no-minimize --steps 4 --dcd o.dcd 2>&-"
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and "trajectory: o.dcd" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.dcd", "o.pdb", "o.png"]
+
+
+@pytest.mark.parametrize(
+    "command, words",
+    [("train", "smaller batch_size"), ("evaluate", "--bootstrap"), ("forecast", "--horizons"), (None, "ask for less")],
+)
+def test_out_of_memory_names_the_command_s_options(command, words):
+    assert words in describe_error(MemoryError(), command)

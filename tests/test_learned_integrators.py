@@ -115,10 +115,14 @@ def test_coincident_particles_and_bad_settings(model):
     positions[:, 1] = positions[:, 0]
     x, v = model(positions, velocities, types)
     assert torch.isfinite(x).all() and torch.isfinite(v).all()
-    with pytest.raises(ValueError, match="num_layers >= 1"):
+    with pytest.raises(ValueError, match="num_layers must be an integer from 1 to 64, got 0"):
         build_dynamics("sake", dict(VARIANTS["sake"], num_layers=0))
-    with pytest.raises(ValueError, match="horizon > 0"):
+    with pytest.raises(ValueError, match="horizon must be a positive number, got 0.0"):
         build_dynamics("egnn", dict(VARIANTS["egnn"], horizon=0.0))
+    with pytest.raises(ValueError, match="hidden_features must be an integer from 1 to 4096, got 300000"):
+        build_dynamics("sake", dict(VARIANTS["sake"], hidden_features=300000))  # 360 GB: refused before allocating
+    with pytest.raises(ValueError, match="num_layers >= 1"):  # the class itself, built directly
+        type(build_dynamics("sake", VARIANTS["sake"]))(**dict(VARIANTS["sake"], num_layers=0))
 
 
 def test_rollout_repeats_the_step_and_ensembles_spread(model):

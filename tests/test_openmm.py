@@ -23,14 +23,15 @@ PLATFORMS = ["Reference", "CPU"]
 
 
 class SquaredNorm(nn.Module):
-    """Closed form: per-atom energy |r|^2 (eV, r in Å), so E = sum |r|^2 and F = -2 r."""
+    """Closed form: per-atom energy |r - c|^2 (eV, r in Å, c the atoms' centroid), so E = sum |r - c|^2 and
+    F = -2 (r - c). Translation-invariant, as every potential is: the adapter centres the positions it passes."""
 
     cutoff = None
 
     def forward(
         self, positions, atomic_numbers, edge_index, shift_vectors: Optional[torch.Tensor] = None, degree: int = -1
     ):
-        return positions.pow(2).sum(-1)
+        return (positions - positions.mean(0)).pow(2).sum(-1)
 
 
 def openmm_energy_forces(system, positions_angstrom, platform):
@@ -70,9 +71,10 @@ def test_closed_form_potential_through_the_adapter(platform, outputs_forces):
     add_force(system, topology, saved, outputs_forces=outputs_forces)
     positions = np.array([[0.1, -0.2, 0.3], [1.0, 0.5, -0.4], [-0.7, 0.8, 0.9]])
     energy, forces = openmm_energy_forces(system, positions, platform)
-    # E = sum |r|^2 eV with r in Å; F = -2 r eV/Å. In OpenMM's units: x kJ/mol/eV, and x 10 Å/nm for forces.
-    assert energy == pytest.approx(np.sum(positions**2) * units.kj_per_mol_per_ev, rel=1e-10)
-    np.testing.assert_allclose(forces, -2 * positions * units.kj_per_mol_per_ev * units.angstrom_per_nm, rtol=1e-10)
+    # E = sum |r - c|^2 eV with r in Å; F = -2 (r - c) eV/Å. In OpenMM's units: x kJ/mol/eV, x 10 Å/nm for forces.
+    centred = positions - positions.mean(0)
+    assert energy == pytest.approx(np.sum(centred**2) * units.kj_per_mol_per_ev, rel=1e-10)
+    np.testing.assert_allclose(forces, -2 * centred * units.kj_per_mol_per_ev * units.angstrom_per_nm, rtol=1e-10)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -5,6 +5,7 @@ import collections.abc
 import dataclasses
 import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ def check_config(config: Any, where: str = "config") -> None:
         elif item.name in RANGES and value is not None:
             test, wanted = RANGES[item.name]
             if not test(value):
-                raise ValueError(f"{where}.{item.name}: must be {wanted}, got {value!r}")
+                raise ValueError(f"{where}.{item.name}: must be {wanted}, got {shown(value)}")
     if isinstance(config, OptimiserConfig) and config.min_learning_rate > config.learning_rate:
         raise ValueError(f"{where}.min_learning_rate: {config.min_learning_rate} is above learning_rate")
     if isinstance(config, TrainingConfig) and config.energy_weight + config.force_weight == 0:
@@ -225,6 +226,15 @@ def check_config(config: Any, where: str = "config") -> None:
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+#: How a message shows a config value: YAML anchors can make a small file hold a list of billions of items.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, shortened (a few items per level, two levels, 200 characters)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -271,19 +281,19 @@ def _checked(value: Any, annotation: Any, where: str) -> Any:
         raise ValueError(f"{where}: {' or '.join(errors)}")
     if origin is list:
         if not isinstance(value, list):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise ValueError(f"{where}: expected a list, got {shown(value)}")
         return [_checked(item, arguments[0], f"{where}[{i}]") for i, item in enumerate(value)] if arguments else value
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise ValueError(f"{where}: expected a mapping, got {shown(value)}")
         return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, bool, str) and type(value) is not annotation:
-        raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        raise ValueError(f"{where}: expected {annotation.__name__}, got {shown(value)}")
     if annotation is float:
         hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
-        raise ValueError(f"{where}: expected a number, got {value!r}{hint}")
+        raise ValueError(f"{where}: expected a number, got {shown(value)}{hint}")
     return value
 
 
@@ -294,7 +304,7 @@ def _build(cls, values: Any, where: str):
     for key in values:
         if not isinstance(key, str):
             raise ValueError(
-                f"{where}: the key {key!r} is not a setting name (YAML read it as {type(key).__name__}); allowed: "
+                f"{where}: the key {shown(key)} is not a setting name (YAML read it as {type(key).__name__}); allowed: "
                 f"{sorted(fields)}"
             )
     unknown = sorted(set(values) - set(fields))
@@ -325,6 +335,8 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
             values = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_StrictLoader)
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: values nested too deeply to be a config (lists or mappings in each other)") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]
     config = _build(ForecastExperimentConfig if forecast else ExperimentConfig, values, str(path))
     check_config(config, str(path))

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from attnforce.atomic import PACKAGE
+from attnforce.atomic import PACKAGE, make_folders, remove_empty_folders
 from attnforce.checkpoint import DTYPES, TRAINING_STATE_KIND, atomic_save, read_stored
 from training import distributed
 from training.config import OptimiserConfig, dump_config
@@ -342,7 +342,7 @@ def _claimed(output: Path, resume: bool) -> Iterator[None]:
     the first check and the lock. A block that fails before the run's first ``last.pt`` exists (bad data found
     late, a NaN in the first epoch, Ctrl-C) removes the run files it wrote and the folders it made, so the disk is
     as it was; a later failure keeps ``last.pt`` to resume from."""
-    made = _make_folders(output)
+    made = make_folders(output)
     with _locked(output):
         check_run_directory(output, resume)
         before = run_files(output)
@@ -350,16 +350,8 @@ def _claimed(output: Path, resume: bool) -> Iterator[None]:
             yield
         except BaseException:
             if not (output / "last.pt").exists():
-                _remove_written(output, run_files(output) - before, made)
+                _remove_written(run_files(output) - before, made)
             raise
-
-
-def _make_folders(output: Path) -> Optional[Path]:
-    """Make the folder ``output`` and its missing parents; the outermost folder made (None if none was)."""
-    output = Path(os.path.abspath(output))
-    missing = [folder for folder in (output, *output.parents) if not folder.exists()]
-    output.mkdir(parents=True, exist_ok=True)
-    return missing[-1] if missing else None
 
 
 @contextlib.contextmanager
@@ -379,19 +371,14 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(handle)
 
 
-def _remove_written(output: Path, written: set[Path], made: Optional[Path]) -> None:
-    """Remove the run files ``written`` into ``output``, then the folders from ``output`` up to ``made`` that are
-    left empty."""
+def _remove_written(written: set[Path], made: list[Path]) -> None:
+    """Remove the run files ``written``, then the folders ``made`` for the run that are left empty."""
     for path in written:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    folder = Path(os.path.abspath(output))
-    while made is not None and folder.is_relative_to(made):
-        with contextlib.suppress(OSError):  # not empty: something else was written there meanwhile
-            folder.rmdir()
-        folder = folder.parent
+    remove_empty_folders(made)
 
 
 def run_epochs(

@@ -63,11 +63,9 @@ def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
     """ValueError, before training, for data that cannot be what they claim: forces whose size says the energy
     unit is wrong (naming the unit that fits), or structures whose geometry says the length unit is (up to
     ``samples`` frames spread over the set are checked, see :func:`attnforce.geometry.check_positions`)."""
-    from attnforce.geometry import check_positions
     from attnforce.units import EV_PER_ENERGY_UNIT
 
-    indices = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), samples)).astype(int))
-    forces = np.asarray(frames.forces[indices], dtype=np.float64)
+    forces = np.asarray(frames.forces[frames.spread(samples)], dtype=np.float64)
     rms = float(np.sqrt(np.mean(np.square(forces))))
     low, high = PLAUSIBLE_FORCE_RMS
     if rms > 0 and not low <= rms <= high:
@@ -78,5 +76,4 @@ def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
             f"{low:g}-{high:g} eV/Å of molecular data; check the energy unit ({fitting} would give "
             f"{in_ev * EV_PER_ENERGY_UNIT[fitting]:.3g} eV/Å)"
         )
-    for index in indices:
-        check_positions(frames.positions[index], frames.atomic_numbers, f"{frames.source}, frame {index}")
+    frames.check_geometry(samples)

@@ -21,30 +21,34 @@ INTEGER_LIMITS = {"num_layers": 64, "num_heads": 64}
 DEFAULT_INTEGER_LIMIT = 4096
 
 
-def check_hyperparameters(architecture: str, hyperparameters: dict) -> None:
-    """ValueError naming the first hyperparameter whose type differs from its default's, or an integer outside
-    1..limit (:data:`INTEGER_LIMITS`), or a float that is not positive and finite. Unknown names are left to the
-    constructor's TypeError."""
-    parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+def check_hyperparameters(architecture: str, hyperparameters: dict, cls: type | None = None) -> None:
+    """ValueError naming the first hyperparameter whose type differs from its default's (or, without a default,
+    its annotation's), or an integer outside 1..limit (:data:`INTEGER_LIMITS`), or a float that is not positive and
+    finite. ``cls``: the class the hyperparameters are for (default: the energy model ``architecture``). Unknown
+    names are left to the constructor's TypeError."""
+    parameters = inspect.signature(cls or ARCHITECTURES[architecture]).parameters
     for name, value in hyperparameters.items():
-        default = parameters[name].default if name in parameters else None
-        if isinstance(default, bool):
+        if name not in parameters:
+            continue
+        parameter = parameters[name]
+        kind = parameter.annotation if parameter.default is inspect.Parameter.empty else type(parameter.default)
+        if kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{architecture} hyperparameter {name} must be true or false, got {value!r}")
-        elif isinstance(default, int):
+        elif kind is int:
             limit = INTEGER_LIMITS.get(name, DEFAULT_INTEGER_LIMIT)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise ValueError(
                     f"{architecture} hyperparameter {name} must be an integer from 1 to {limit}, got {value!r}"
                 )
-        elif isinstance(default, float):
+        elif kind is float:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
                 or not (math.isfinite(value) and value > 0)
             ):
                 raise ValueError(f"{architecture} hyperparameter {name} must be a positive number, got {value!r}")
-        elif isinstance(default, str) and not isinstance(value, str):
+        elif kind is str and not isinstance(value, str):
             raise ValueError(f"{architecture} hyperparameter {name} must be a string, got {value!r}")
 
 

@@ -10,10 +10,10 @@ import torch
 from openmm import app, unit
 
 from attnforce.checkpoint import SavedModel, load_model
+from attnforce.elements import formula
 from attnforce.export import build_module, is_torchscript, read_metadata
 from attnforce.nn import check_minimum_image
 from attnforce.openmm.quiet import quiet_simtk_notice
-from systems.elements import formula
 
 with quiet_simtk_notice():  # openmm-torch's wrapper imports the old name, which logs a deprecation on each run
     import openmmtorch  # registers TorchForce; torch is imported first, by attnforce.models
@@ -252,5 +252,20 @@ def add_force(
             f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
         )
     force = learned_force(topology, model, atoms, outputs_forces, backend, device, cuda_graphs, trust_torchscript)
+    if force.usesPeriodicBoundaryConditions():
+        check_system_box(system, topology)
     force.setForceGroup(force_group)
     return system.addForce(force)
+
+
+def check_system_box(system: openmm.System, topology: app.Topology) -> None:
+    """ValueError unless the System's default box is the periodic topology's: a System built by hand keeps OpenMM's
+    default 2 nm cube, and the periodic learned force would then see images that are not there."""
+    wanted = np.array([v.value_in_unit(unit.nanometer) for v in topology.getPeriodicBoxVectors()])
+    given = np.array([v.value_in_unit(unit.nanometer) for v in system.getDefaultPeriodicBoxVectors()])
+    if not np.allclose(given, wanted, rtol=1e-6, atol=1e-6):
+        raise ValueError(
+            f"the topology's periodic box ({'x'.join(f'{x:.4g}' for x in wanted.diagonal())} nm) is not the "
+            f"System's default box ({'x'.join(f'{x:.4g}' for x in given.diagonal())} nm); call "
+            "system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors()) first"
+        )

@@ -66,7 +66,12 @@ class OpenMMModule(nn.Module):
         self.dtype = potential.energy_scale.dtype
 
     def forward(self, positions: Tensor, box_vectors: Optional[Tensor] = None) -> Tensor:
-        model_positions = positions.index_select(0, self.atom_indices).to(self.dtype) * self.angstrom_per_nm
+        selected = positions.index_select(0, self.atom_indices)
+        # Centred in OpenMM's precision before the cast: a float32 model far from the origin (1e5 Å) would otherwise
+        # lose the digits its distances need. The energy does not depend on a translation, nor its gradient on a
+        # detached one.
+        selected = selected - selected.mean(0).detach()
+        model_positions = selected.to(self.dtype) * self.angstrom_per_nm
         if self.fixed_graph:
             energy = self.potential.energy_on_graph(
                 model_positions, self.atomic_numbers, self.batch, 1, self.graph, None, self.graph_degree
