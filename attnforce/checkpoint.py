@@ -132,6 +132,8 @@ def save_model(
 
 def resolve_model_path(model: str | Path) -> Path:
     """A saved model's path, or an embedded model's (``default``, ``sake``, ``equiformer``) inside the package."""
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"model must be a path or an embedded model's name ({sorted(EMBEDDED_MODELS)}), got {model!r}")
     embedded = embedded_or_file(model, EMBEDDED_MODELS, "model")
     if embedded is not None:
         return embedded
@@ -242,7 +244,9 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
                 "shift); the file was altered: use the file training wrote"
             )
     except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{path}: malformed attnforce model ({type(error).__name__}: {error})") from None
+        detail = " ".join(str(error).split())  # torch names the weight and the shapes on its second line
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ValueError(f"{path}: malformed attnforce model ({type(error).__name__}: {detail})") from None
     return SavedModel(
         potential.to(dtype).eval(), stored["architecture"], stored["hyperparameters"], metadata, str(path)
     )

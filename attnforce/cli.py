@@ -6,6 +6,7 @@ the task's embedded one (nbody, walking).
 """
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -20,9 +21,24 @@ DEFAULT_REPORT_INTERVAL = 100
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return _integer(text, 1)
+
+
+def _seed(text: str) -> int:
+    return _integer(text, 0)
+
+
+def _integer(text: str, smallest: int) -> int:
+    """``text`` as a whole number of at least ``smallest``; argparse's error naming what is wanted otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number such as 1000 (not 1e3 or 1.5), got {text!r}"
+        ) from None
+    if value < smallest:
+        wanted = "a positive whole number" if smallest == 1 else f"a whole number of {smallest} or more"
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
     return value
 
 
@@ -293,7 +309,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     print("| metric | value | 95% interval |")
     print("|---|---:|---|")
     for name, value in result.items():
-        print(f"| {name} | {value['value']:.3f} | {value['low']:.3f} - {value['high']:.3f} |")
+        interval = "-" if value["low"] is None else f"{value['low']:.3f} - {value['high']:.3f}"
+        print(f"| {name} | {value['value']:.3f} | {interval} |")
     if args.json:
         report = {"model": saved.path, "data": str(args.data), "split": args.split, "frames": len(frames), **result}
         with atomic_output(args.json) as tmp:
@@ -353,6 +370,11 @@ def _info(args: argparse.Namespace) -> None:
         saved = load_forecaster(args.model)
         network = saved.model
     else:
+        if args.model not in EMBEDDED_MODELS and not os.path.lexists(args.model):
+            raise ValueError(
+                f"{args.model!r} is no file, embedded model or preset; embedded models: {sorted(EMBEDDED_MODELS)}, "
+                f"learned integrators: {sorted(EMBEDDED_FORECASTERS)}, presets: {sorted(PRESETS)}"
+            )
         saved = load_model(args.model)
         network = saved.potential
     count = sum(p.numel() for p in network.parameters())
@@ -460,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="all frames, or the test frames of the split stored with the model (default: %(default)s)",
     )
     evaluate.add_argument("--bootstrap", type=_positive_int, default=1000, help="resamples (default: %(default)s)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the resampling")
     evaluate.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     evaluate.add_argument("--json", help="also write the results as JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -491,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--noise", type=float, default=0.01, help="ensemble position noise, length units (default: %(default)s)"
     )
     forecast.add_argument("--velocity-noise", type=float, default=0.0, help="ensemble velocity noise (default: 0)")
-    forecast.add_argument("--seed", type=int, default=0, help="seed of the ensemble noise")
+    forecast.add_argument("--seed", type=_seed, default=0, help="seed of the ensemble noise")
     forecast.set_defaults(handler=_forecast)
 
     info = commands.add_parser(
@@ -523,6 +545,8 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
             NotADirectoryError: "a folder on the path is a file",
         }[type(error)]
         return f"{error.filename}: {error.strerror}; {fix}"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "no space left on the device an output or standard output (>) goes to: free space or write elsewhere"
     if isinstance(error, MemoryError):
         detail = f": {text}" if str(error) else ""
         return f"out of memory{detail}; ask for {MEMORY_FIXES.get(command, 'less')}"
@@ -585,7 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = {signum: signal.signal(signum, _terminate) for signum in STOP_SIGNALS} if in_main_thread else {}
     try:
         args.handler(args)
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as error:  # a full disk or device behind ``>``: name the stream, not an anonymous errno
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own exit flush would fail too
+            log.error("writing standard output failed (%s); the printed results are incomplete", error.strerror)
+            return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

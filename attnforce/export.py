@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from e3nn.util import jit as e3nn_jit
 
-from attnforce.atomic import atomic_output
+from attnforce.atomic import atomic_output, check_outputs
 from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, load_model
 from attnforce.elements import symbol
 from attnforce.openmm.module import OpenMMForcesModule, OpenMMModule
@@ -101,6 +101,7 @@ def export_torchscript(
 ) -> Path:
     """Write the TorchScript file for openmm-torch atomically (no partial file on failure); returns its path."""
     saved = model if isinstance(model, SavedModel) else load_model(model)
+    check_outputs({"output": output}, {"model": saved.path or None})
     scripted, metadata = build_module(saved, atomic_numbers, atom_indices, outputs_forces, periodic, fixed_graph)
     with atomic_output(output) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})

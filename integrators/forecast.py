@@ -102,10 +102,12 @@ def check_forecast_memory(
     needed += 3 * members * states
     available = available_memory_bytes()
     if needed > 0.8 * available:
+        ensemble = f" with an ensemble of {members} member(s) each" if members else ""
+        largest = "a smaller --ensemble" if 3 * members * states > needed / 2 else "fewer --horizons"
         raise ValueError(
-            f"{horizons} horizons of {systems} system(s) need about {needed / 2**30:.3g} GiB, and "
-            f"{available / 2**30:.3g} GiB of memory is free: ask for fewer --horizons (or fewer systems in --initial, "
-            "or a smaller --ensemble)"
+            f"{horizons} horizon(s) of {systems} system(s){ensemble} need about {needed / 2**30:.3g} GiB, and "
+            f"{available / 2**30:.3g} GiB of memory is free: ask for {largest} (or fewer --horizons, systems in "
+            "--initial or --ensemble members)"
         )
 
 

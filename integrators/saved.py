@@ -112,10 +112,10 @@ def resolve_forecaster_path(model: str | Path, task: str | None = None) -> Path:
     embedded = embedded_or_file(name, EMBEDDED_FORECASTERS, "learned integrator")
     if embedded is not None:
         return embedded
-    if name == "default":
+    if str(model) == "default":
         raise ValueError(
             f"no embedded learned integrator for {'the task' if task is None else repr(task)}: embedded ones are "
-            f"{sorted(EMBEDDED_FORECASTERS)}; give a saved model"
+            f"{sorted(EMBEDDED_FORECASTERS)}; train one (attnforce train CONFIG) and give it with --model"
         )
     return require_file(model, "model", f" (or name an embedded learned integrator: {sorted(EMBEDDED_FORECASTERS)})")
 

@@ -87,56 +87,78 @@ def read_xyz(path: str | Path) -> Molecule:
                 f"{path}, line {following + 1}: an atom line after the {num_atoms} atoms that line 1 announces; "
                 "correct the count"
             ) from None
+    fields = _comment_fields(lines[1])
+    species, pos = _atom_columns(path, fields)
+    width = max(species.stop, pos.stop)
     numbers, positions = [], []
     for line_number, row in enumerate(rows, start=3):
-        if len(row) < 4:
+        if len(row) < width:
             raise ValueError(
                 f"{path}, line {line_number}: expected an element symbol and x y z, found {' '.join(row)!r}"
             )
         try:
-            numbers.append(atomic_number(row[0]))
-            positions.append([float(v) for v in row[1:4]])
+            numbers.append(atomic_number(row[species][0]))
+            positions.append([float(v) for v in row[pos]])
         except ValueError as error:
             raise ValueError(f"{path}, line {line_number}: {error}") from None
     topology = _topology_from_numbers(numbers)
-    box = _extxyz_box(path, lines[1])
+    box = _extxyz_box(path, fields)
     if box is not None:
         topology.setPeriodicBoxVectors(box)
     return Molecule(topology, np.array(positions), path.stem)
 
 
-def _extxyz_box(path: Path, comment: str):
-    """The periodic box of an extended-XYZ comment line (:func:`systems.readers.extxyz_cell`) as OpenMM box
-    vectors, or None; ValueError naming the file for a malformed or partly periodic lattice, or one that is not in
-    the reduced form OpenMM takes."""
-    from openmm import Vec3, unit
-
-    from systems.readers import extxyz_cell, parse_extxyz_comment
+def _comment_fields(comment: str) -> dict[str, str]:
+    """The ``key=value`` fields of an XYZ comment line (extended XYZ); none for free text."""
+    from systems.readers import parse_extxyz_comment
 
     try:
-        fields = parse_extxyz_comment(comment)
-    except ValueError:  # a free-text comment (an unmatched quote) holds no lattice
-        return None
+        return parse_extxyz_comment(comment)
+    except ValueError:  # free text with an unmatched quote holds no fields
+        return {}
+
+
+def _atom_columns(path: Path, fields: dict[str, str]) -> tuple[slice, slice]:
+    """The columns of the element symbol and of x y z in the atom lines: ``species`` and ``pos`` of an
+    extended-XYZ ``Properties=``, in whatever order it declares them, else the first and the next three."""
+    from systems.readers import extxyz_columns
+
+    if "properties" not in fields:
+        return slice(0, 1), slice(1, 4)
+    try:
+        columns = extxyz_columns(fields["properties"])
+    except ValueError as error:
+        raise ValueError(f"{path}, line 2: {error}") from None
+    if "species" not in columns or columns.get("pos", slice(0, 0)).stop - columns["pos"].start != 3:
+        raise ValueError(f"{path}, line 2: Properties={fields['properties']!r} must declare species and pos:R:3")
+    return columns["species"], columns["pos"]
+
+
+def _extxyz_box(path: Path, fields: dict[str, str]):
+    """The periodic box of an extended-XYZ comment's fields (:func:`systems.readers.extxyz_cell`) as OpenMM box
+    vectors, or None; ValueError naming the file for a malformed or partly periodic lattice, or one that OpenMM's
+    orientation cannot take (it is reduced here otherwise)."""
+    from openmm import Vec3, unit
+
+    from systems.readers import extxyz_cell
+
     try:
         cell = extxyz_cell(fields)
     except ValueError as error:
         raise ValueError(f"{path}, line 2: {error}") from None
     if cell is None:
         return None
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
-    slack = 1 + 1e-9
-    if not (
-        ay == az == bz == 0
-        and min(ax, by, cz) > 0
-        and 2 * abs(bx) <= ax * slack
-        and 2 * abs(cx) <= ax * slack
-        and 2 * abs(cy) <= by * slack
-    ):
+    a, b, c = cell
+    if not (a[1] == a[2] == b[2] == 0 and min(a[0], b[1], c[2]) > 0):
         raise ValueError(
-            f"{path}, line 2: Lattice={fields['lattice']!r} is not in the reduced form OpenMM takes (a along x, b in "
-            "the xy plane, positive diagonal, |bx| and |cx| at most ax/2, |cy| at most by/2): rotate or reduce the cell"
+            f"{path}, line 2: Lattice={fields['lattice']!r}: OpenMM takes a along x, b in the xy plane and a positive "
+            "diagonal; rotate the cell (and the coordinates with it) into that orientation"
         )
-    return [Vec3(*vector) for vector in cell] * unit.angstrom
+    # The same lattice in OpenMM's reduced form (|bx|, |cx| <= ax/2, |cy| <= by/2), as OpenMM's own reduction does.
+    c = c - b * round(c[1] / b[1])
+    c = c - a * round(c[0] / a[0])
+    b = b - a * round(b[0] / a[0])
+    return [Vec3(*vector) for vector in (a, b, c)] * unit.angstrom
 
 
 def read_pdb(path: str | Path) -> Molecule:
@@ -160,7 +182,13 @@ def read_pdb(path: str | Path) -> Molecule:
 def check_geometry(molecule: Molecule) -> None:
     """:func:`attnforce.geometry.check_positions` for an isolated molecule. In a periodic box only fused atoms are
     looked for (between the coordinates as given; a crystal need not have bonds), the rest is left to the model's
-    own minimum-image checks."""
+    own minimum-image checks. A single isolated atom is refused: a learned potential acts on pairs, and its
+    "simulation" would be free flight."""
+    if molecule.topology.getPeriodicBoxVectors() is None and len(molecule.positions) < 2:
+        raise ValueError(
+            f"{molecule.name}: {len(molecule.positions)} atom(s), nothing for a learned potential to act on: give a "
+            "molecule"
+        )
     if molecule.topology.getPeriodicBoxVectors() is None:
         check_positions(molecule.positions, molecule.atomic_numbers, molecule.name)
     elif len(molecule.positions) > 1:

@@ -49,7 +49,7 @@ def parse_extxyz_comment(line: str) -> dict[str, str]:
     return fields
 
 
-def _columns(properties: str) -> dict[str, slice]:
+def extxyz_columns(properties: str) -> dict[str, slice]:
     """Column slices of each property in ``Properties=name:type:count:...``."""
     parts = properties.split(":")
     if len(parts) % 3:
@@ -128,7 +128,7 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
                     f"{where}: a periodic frame (Lattice=...); training and evaluation read isolated structures only "
                     '(set pbc="F F F" if the cell is not meant)'
                 )
-            columns = _columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
+            columns = extxyz_columns(comment.get("properties", "species:S:1:pos:R:3:forces:R:3"))
             force_key = "forces" if "forces" in columns else "force"
             if columns.get("species") != slice(0, 1) or "pos" not in columns or force_key not in columns:
                 raise ValueError(f"{where}: Properties must start with species and include pos and forces")
@@ -259,6 +259,8 @@ def read_npz(path: str | Path, energy_unit: str = "kcal/mol") -> Frames:
         raise ValueError(f"{path}: positions, energies and forces must be (F, N, 3), (F,) and (F, N, 3), got {shapes}")
     if len(z) != shapes[0][1]:
         raise ValueError(f"{path}: {len(z)} atomic numbers for {shapes[0][1]} atoms per frame")
+    if shapes[0][0] == 0 or shapes[0][1] == 0:
+        raise ValueError(f"{path}: {shapes[0][0]} frames of {shapes[0][1]} atoms; labelled data need both")
     for name, values in (("positions", r), ("energies", e), ("forces", f)):
         if np.asarray(values[:0]).dtype.kind not in "iuf":
             raise ValueError(f"{path}: {name} hold {np.asarray(values[:0]).dtype} values; expected real numbers")

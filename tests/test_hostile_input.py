@@ -328,11 +328,15 @@ def _round_six_files(folder: Path, lines: list[str]) -> None:
 def _round_seven_files(folder: Path, lines: list[str]) -> None:
     """Inputs of the seventh round: a file named like a preset, odd lattices, YAML bombs."""
     (folder / "sake-md17").write_bytes(b"the user's own model file")
-    for name, lattice in {"skewed_box": "20 0 0 15 20 0 0 0 20", "huge_box": "1e300 0 0 0 1e300 0 0 0 1e300"}.items():
+    lattices = {"turned_box": "0 20 0 20 0 0 0 0 20", "huge_box": "1e300 0 0 0 1e300 0 0 0 1e300"}
+    for name, lattice in lattices.items():
         comment = f'Lattice="{lattice}" pbc="T T T"'
         (folder / f"{name}.xyz").write_text("\n".join([lines[0], comment] + lines[2:]) + "\n")
     nested = ", ".join(f"&l{k} [" + ", ".join([f"*l{k - 1}" if k else "lol"] * 9) + "]" for k in range(9))
     (folder / "laughs.yaml").write_text(f"data:\n  path: [{nested}]\n")  # 9^9 strings if expanded
+    (folder / "one_atom.xyz").write_text("1\na lone hydrogen\nH 0 0 0\n")
+    empty = np.zeros((0, 21, 3))
+    np.savez(folder / "no_frames.npz", R=empty, z=np.ones(21, int), E=np.zeros(0), F=empty)
     (folder / "deep.yaml").write_text("data:\n  path: " + "[" * 5000 + "]" * 5000 + "\n")
 
 
@@ -585,9 +589,20 @@ CASES = {
     ),
     # Seventh round.
     "info-preset-shadowed-by-file": (["info", "sake-md17"], "names both a preset and a file here"),
-    "lattice-not-reduced": (
-        MD + ["--structure", "skewed_box.xyz", "--dcd", "a.dcd"],
-        "skewed_box.xyz, line 2: Lattice='20 0 0 15 20 0 0 0 20' is not in the reduced form OpenMM takes",
+    "lattice-turned": (
+        MD + ["--structure", "turned_box.xyz", "--dcd", "a.dcd"],
+        "turned_box.xyz, line 2: Lattice='0 20 0 20 0 0 0 0 20': OpenMM takes a along x",
+    ),
+    "md-one-atom": (MD + ["--structure", "one_atom.xyz", "--dcd", "a.dcd"], "nothing for a learned potential"),
+    "info-unknown-name": (["info", "equiformer-huge"], "is no file, embedded model or preset"),
+    "evaluate-no-frames": (["evaluate", "default", "no_frames.npz", "--energy-unit", "eV"], "0 frames of 21 atoms"),
+    "forecast-running-without-model": (
+        ["forecast", "--task", "running", "--data-dir", "data", "--output", "f.npz"],
+        "no embedded learned integrator for 'running'",
+    ),
+    "forecast-ensemble-1e9": (
+        NBODY + ["--initial", "one_system.npz", "--ensemble", "1000000000"],
+        "ensemble of 1000000000 member(s) each need about",
     ),
     "lattice-1e300": (MD + ["--structure", "huge_box.xyz", "--dcd", "a.dcd"], "huge_box.xyz, line 2: Lattice="),
     "yaml-billion-laughs": (["train", "laughs.yaml"], "laughs.yaml.data.path: expected str, got [['lol', 'lol',"),
@@ -965,3 +980,66 @@ def test_closed_standard_error_loses_the_log_not_the_run(tmp_path):
 )
 def test_out_of_memory_names_the_command_s_options(command, words):
     assert words in describe_error(MemoryError(), command)
+
+
+def test_fourth_battery_api_misuse_and_legal_files(tmp_path, caplog):
+    """The fourth battery's API cases: a trust switch given as a string, an export over its own model, arguments
+    of the wrong type, a GPU that is not there, a damaged weight; and legal files: a skewed lattice (reduced here),
+    extended XYZ with its columns in another order, one frame to evaluate."""
+    import openmm
+    from openmm import app
+
+    from attnforce.export import export_torchscript
+    from attnforce.openmm.force import add_force, learned_force, load_force_model
+    from systems import read_dataset
+    from training.evaluation import bootstrap_metrics, predict
+    from training.loop import usable_threads
+
+    with pytest.raises(TypeError, match="trust_torchscript must be True or False, got 'no'"):
+        load_force_model("default", trust_torchscript="no")
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    torch.save(stored, tmp_path / "mine.pt")
+    before = (tmp_path / "mine.pt").read_bytes()
+    with pytest.raises(ValueError, match="would destroy the input"):
+        export_torchscript(tmp_path / "mine.pt", tmp_path / "mine.pt")
+    assert (tmp_path / "mine.pt").read_bytes() == before
+    molecule = load_molecule(EMBEDDED_XYZ)
+    with pytest.raises(TypeError, match="system must be an openmm.System, got NoneType"):
+        add_force(None, molecule.topology, "default")
+    with pytest.raises(TypeError, match="topology must be an openmm.app.Topology"):
+        add_force(openmm.System(), "aspirin.xyz", "default")
+    with pytest.raises(TypeError, match="model must be a path or an embedded model's name"):
+        load_model(None)
+    with pytest.raises(ValueError, match="CUDA device"):
+        learned_force(molecule.topology, "default", backend="python", device=f"cuda:{torch.cuda.device_count()}")
+    stored["state_dict"]["model.embedding.weight"] = torch.zeros(3, 3)
+    torch.save(stored, tmp_path / "bad_shape.pt")
+    with pytest.raises(ValueError, match="size mismatch for model.embedding.weight"):
+        load_model(tmp_path / "bad_shape.pt")
+    assert usable_threads(100_000) == len(os.sched_getaffinity(0))
+
+    lines = _xyz_lines()
+    (tmp_path / "skewed.xyz").write_text("\n".join([lines[0], 'Lattice="30 0 0 25 30 0 0 0 30"'] + lines[2:]) + "\n")
+    box = load_molecule(tmp_path / "skewed.xyz").topology.getPeriodicBoxVectors()
+    assert [round(x, 9) for x in box[1].value_in_unit(openmm.unit.angstrom)] == [-5.0, 30.0, 0.0]  # b - a
+    rows = [line.split() for line in lines[2:]]
+    swapped = [" ".join(row[1:4] + row[:1]) for row in rows]
+    (tmp_path / "swapped.xyz").write_text("\n".join([lines[0], "Properties=pos:R:3:species:S:1"] + swapped) + "\n")
+    np.testing.assert_array_equal(load_molecule(tmp_path / "swapped.xyz").positions, molecule.positions)
+    assert isinstance(molecule.topology, app.Topology)
+
+    _labelled_frames_in_ev(tmp_path / "one.xyz", frames=1)
+    frames = read_dataset(tmp_path / "one.xyz", "eV")
+    energies, forces = predict(load_model("default").potential, frames)
+    result = bootstrap_metrics(energies, forces, frames, 100)
+    assert all(value["low"] is None for value in result.values()) and "no bootstrap interval" in caplog.text
+
+
+def test_whole_numbers_and_a_full_standard_output(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["md", "--steps", "1e3", "--dcd", "a.dcd"])
+    assert "expected a whole number such as 1000 (not 1e3 or 1.5), got '1e3'" in capsys.readouterr().err
+    done = subprocess.run(
+        f"{sys.executable} -m attnforce.cli info > /dev/full", shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "no space left on the device" in done.stderr and "Traceback" not in done.stderr

@@ -1,5 +1,7 @@
 """Energy and force errors of a potential on labelled frames."""
 
+import logging
+
 import numpy as np
 import torch
 
@@ -7,6 +9,8 @@ from attnforce import keys
 from attnforce.models import Potential
 from attnforce.units import EV_PER_ENERGY_UNIT, mev_per_ev
 from systems.frames import Frames, collate
+
+logger = logging.getLogger(__name__)
 
 
 def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +72,14 @@ def bootstrap_metrics(
     ``resamples`` times, and each interval is the 2.5th to 97.5th percentile of the metric over the resamples.
 
     Returns:
-        ``{metric: {"value": v, "low": l, "high": h}}`` for the four metrics of :func:`metrics`.
+        ``{metric: {"value": v, "low": l, "high": h}}`` for the four metrics of :func:`metrics`; ``low`` and ``high``
+        are None for a single frame, which resampling cannot give an interval (a warning says so).
     """
     if resamples < 1:
         raise ValueError(f"the bootstrap needs at least 1 resample, got {resamples}")
+    if len(frames) < 2:
+        logger.warning("%s: one frame, so no bootstrap interval; evaluate more frames for one", frames.source)
+        return {name: {"value": v, "low": None, "high": None} for name, v in metrics(energies, forces, frames).items()}
     energy_error = (energies - frames.energies) * mev_per_ev  # (F,)
     force_error = ((forces - frames.forces) * mev_per_ev).reshape(len(frames), -1)  # (F, 3N)
     per_frame = {

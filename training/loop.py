@@ -96,6 +96,15 @@ def check_settings(settings: OptimiserConfig) -> None:
         raise ValueError("training.batch_size and training.epochs must be positive")
 
 
+def usable_threads(threads: int) -> int:
+    """``threads``, or the cores this process may use when that is fewer (with a warning: more threads than cores
+    only wait on each other, and 100,000 of them would not even start)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads > cores:
+        logger.warning("training.threads is %d but this process may use %d cores: using %d", threads, cores, cores)
+    return min(threads, cores)
+
+
 @contextlib.contextmanager
 def training_session(settings: OptimiserConfig) -> Iterator[distributed.ProcessGroup]:
     """The frame of every training run: the settings checked, the process group started (torchrun's, or this
@@ -109,7 +118,7 @@ def training_session(settings: OptimiserConfig) -> Iterator[distributed.ProcessG
                 f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
             )
         if settings.threads:
-            torch.set_num_threads(settings.threads)
+            torch.set_num_threads(usable_threads(settings.threads))
         torch.manual_seed(settings.seed)
         yield group
     finally:

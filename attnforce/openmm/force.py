@@ -76,6 +76,8 @@ def load_force_model(model: str | Path | SavedModel, trust_torchscript: bool = F
     (a crafted one can read and write files). It is accepted only with ``trust_torchscript``; a saved model is
     weights and plain data, and is scripted here from attnforce's own code.
     """
+    if not isinstance(trust_torchscript, bool):  # a string such as "no" would otherwise count as consent
+        raise TypeError(f"trust_torchscript must be True or False, got {trust_torchscript!r}")
     if isinstance(model, SavedModel):
         return model
     if not isinstance(model, (str, Path)):
@@ -179,6 +181,7 @@ def learned_force(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if cuda_graphs and backend != "torch":
         raise ValueError(f"cuda_graphs is a TorchForce option; the {backend} backend does not take it")
+    check_device(device)
     numbers = topology_atomic_numbers(topology, atoms)
     loaded = load_force_model(model, trust_torchscript)
     cutoff = read_metadata(loaded)["cutoff"] if isinstance(loaded, Path) else loaded.potential.cutoff
@@ -217,6 +220,19 @@ def learned_force(
     return force
 
 
+def check_device(device: str) -> None:
+    """ValueError for a torch device that is malformed or not on this machine (``cuda:7`` with one GPU, or none)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) torch can use; give "
+            "device='cpu' or an existing GPU"
+        )
+
+
 def check_box(box_vectors, cutoff: float | None) -> None:
     """ValueError unless a model with ``cutoff`` (Å; None: all pairs) can work in a periodic box.
 
@@ -247,6 +263,12 @@ def add_force(
 ) -> int:
     """Add :func:`learned_force` to ``system`` (whose particles must be the topology's atoms) in ``force_group``;
     returns its index. An exported TorchScript file as ``model`` needs ``trust_torchscript`` (it is a program)."""
+    if not isinstance(system, openmm.System):
+        raise TypeError(f"system must be an openmm.System, got {type(system).__name__}")
+    if not isinstance(topology, app.Topology):
+        raise TypeError(
+            f"topology must be an openmm.app.Topology (e.g. PDBFile(...).topology), got {type(topology).__name__}"
+        )
     if system.getNumParticles() != topology.getNumAtoms():
         raise ValueError(
             f"the System has {system.getNumParticles()} particles, the topology {topology.getNumAtoms()} atoms"
