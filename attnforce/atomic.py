@@ -2,8 +2,11 @@
 
 import contextlib
 import glob
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +27,49 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+#: The watcher of this process's temporary outputs (:func:`_watch`). It reads lines ``+"path"`` (made) and
+#: ``-"path"`` (renamed or removed), each path a JSON string so that a newline in a file name cannot split a line.
+#: When its input ends, because this process ended however it ended (SIGKILL included), it removes the temporary
+#: files still listed and the empty folders made for them.
+WATCHER_CODE = """
+import json, os, sys
+pending = {}
+for line in sys.stdin:
+    sign, path = line[0], json.loads(line[1:])
+    if sign == "+":
+        pending[path] = None
+    else:
+        pending.pop(path, None)
+for path in sorted(pending, key=len, reverse=True):
+    try:
+        os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    except OSError:
+        pass
+"""
+_watchers: dict[int, subprocess.Popen] = {}
+
+
+def _watch(sign: str, path: Path) -> None:
+    """Tell this process's watcher that ``path`` was made (``+``) or is done with (``-``); the watcher starts on
+    first use, in its own session so that a signal to this process's group does not stop it too."""
+    watcher = _watchers.get(os.getpid())
+    if watcher is None:
+        watcher = subprocess.Popen(
+            [sys.executable, "-c", WATCHER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
+        _watchers[os.getpid()] = watcher  # keyed by process: a forked child starts its own
+    try:
+        watcher.stdin.write(f"{sign}{json.dumps(os.path.abspath(path))}\n")
+        watcher.stdin.flush()
+    except OSError:  # the watcher is gone: the next run's clean-up (:func:`_remove_stale_partials`) remains
+        pass
 
 
 #: The installed package: its embedded models and data are inputs of every command, never outputs.
@@ -62,6 +108,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         dir=path.parent.resolve(), prefix=f".{_temporary_stem(path)}.{os.getpid()}-", suffix=f".partial{path.suffix}"
     )
     os.close(handle)
+    for folder in made:
+        _watch("+", folder)
+    _watch("+", Path(tmp))
     done = False
     try:
         yield Path(tmp)
@@ -72,6 +121,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
         if not done:  # the folders made for this output go too, if nothing else was put there
             remove_empty_folders(made)
+        for path in (Path(tmp), *made):
+            _watch("-", path)
 
 
 def make_folders(folder: str | Path) -> list[Path]:
