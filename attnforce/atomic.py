@@ -121,8 +121,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
         if not done:  # the folders made for this output go too, if nothing else was put there
             remove_empty_folders(made)
-        for path in (Path(tmp), *made):
-            _watch("-", path)
+        for finished in (Path(tmp), *made):
+            _watch("-", finished)
 
 
 def make_folders(folder: str | Path) -> list[Path]:

@@ -320,14 +320,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     from attnforce.checkpoint import EMBEDDED_MODELS, load_model
     from attnforce.models import ARCHITECTURES, PRESETS, build_model, preset
+    from attnforce.paths import refuse_shadowed
     from integrators.saved import EMBEDDED_FORECASTERS, is_forecaster, load_forecaster
 
-    if args.model in PRESETS and Path(args.model).exists():
-        raise ValueError(
-            f"{args.model!r} names both a preset and a file here; give ./{args.model} for the file, or run elsewhere "
-            "for the preset"
-        )
     if args.model in PRESETS:
+        refuse_shadowed(args.model, "preset")
         architecture, hyperparameters = preset(args.model)
         count = sum(p.numel() for p in build_model(architecture, hyperparameters).parameters())
         print(
@@ -609,14 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {signum: signal.signal(signum, _terminate) for signum in STOP_SIGNALS} if in_main_thread else {}
     try:
         args.handler(args)
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as error:  # a full disk or device behind ``>``: name the stream, not an anonymous errno
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own exit flush would fail too
-            log.error("writing standard output failed (%s); the printed results are incomplete", error.strerror)
-            return 2
+        sys.stdout.flush()  # a full device behind ``>`` fails here or in a print: :func:`describe_error` names it
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130

@@ -37,18 +37,24 @@ def unreadable_npz(path: str | Path, error: Exception) -> ValueError:
     return ValueError(f"{path}: not a readable .npz file ({text})")
 
 
+def refuse_shadowed(name: str | Path, what: str) -> None:
+    """ValueError when ``name``, the name of a built-in ``what`` (an embedded model, a preset), is also a file here:
+    silently taking either would run what the user did not mean."""
+    if Path(name).exists():
+        raise ValueError(
+            f"{name!r} names both {'an' if what[0] in 'aeiou' else 'a'} {what} and a file here; give ./{name} for the "
+            f"file, or run elsewhere for the {what}"
+        )
+
+
 def embedded_or_file(name: str | Path, embedded: dict[str, str], what: str) -> Path | None:
     """The packaged file ``embedded[name]`` (in ``attnforce/data``) when ``name`` is one of its keys, else None.
 
-    ValueError when a file of that name exists too: silently taking either would run what the user did not mean.
+    ValueError when a file of that name exists too (:func:`refuse_shadowed`).
     """
     if str(name) not in embedded:
         return None
-    if Path(name).exists():
-        raise ValueError(
-            f"{name!r} names both an embedded {what} and a file here; give ./{name} for the file, or run elsewhere "
-            f"for the embedded {what}"
-        )
+    refuse_shadowed(name, f"embedded {what}")
     from importlib import resources
 
     return Path(str(resources.files("attnforce") / "data" / embedded[str(name)]))

@@ -184,15 +184,16 @@ def check_geometry(molecule: Molecule) -> None:
     looked for (between the coordinates as given; a crystal need not have bonds), the rest is left to the model's
     own minimum-image checks. A single isolated atom is refused: a learned potential acts on pairs, and its
     "simulation" would be free flight."""
-    if molecule.topology.getPeriodicBoxVectors() is None and len(molecule.positions) < 2:
+    if molecule.topology.getPeriodicBoxVectors() is not None:
+        if len(molecule.positions) > 1:
+            check_not_fused(molecule.positions, molecule.name)
+    elif len(molecule.positions) < 2:
         raise ValueError(
             f"{molecule.name}: {len(molecule.positions)} atom(s), nothing for a learned potential to act on: give a "
             "molecule"
         )
-    if molecule.topology.getPeriodicBoxVectors() is None:
+    else:
         check_positions(molecule.positions, molecule.atomic_numbers, molecule.name)
-    elif len(molecule.positions) > 1:
-        check_not_fused(molecule.positions, molecule.name)
 
 
 def load_molecule(structure: str | Path) -> Molecule:
