@@ -66,21 +66,40 @@ def _train(args: argparse.Namespace) -> None:
         config.output = args.output
     if not args.resume:
         check_outputs({"the run's config.yaml": Path(config.output) / "config.yaml"}, {"CONFIG": args.config})
+    if args.nproc_per_node > 1:
+        _train_in_processes(args, config.training.batch_size)
+        return
     if isinstance(config, ForecastExperimentConfig):
         result = train_forecaster(config, resume=args.resume)
         test = result.test_metrics
-        print(
-            f"best model: {result.best_model} after {result.epochs} epochs ({result.wall_seconds / 60:.1f} min); "
+        tested = (
             f"test position MSE {test['position_mse']:.5g} (constant velocity: "
             f"{test['constant_velocity_position_mse']:.5g}) over {test['samples']} samples"
         )
-        return
-    result = train(config, resume=args.resume)
-    test = result.test_metrics
-    print(
-        f"best model: {result.best_model} after {result.epochs} epochs ({result.wall_seconds / 60:.1f} min); "
-        f"test energy MAE {test['energy_mae_mev']:.2f} meV, force MAE {test['force_mae_mev_per_a']:.2f} meV/Å"
-    )
+    else:
+        result = train(config, resume=args.resume)
+        test = result.test_metrics
+        tested = f"test energy MAE {test['energy_mae_mev']:.2f} meV, force MAE {test['force_mae_mev_per_a']:.2f} meV/Å"
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, every process has the result: rank 0 reports it
+        minutes = result.wall_seconds / 60
+        print(f"best model: {result.best_model} after {result.epochs} epochs ({minutes:.1f} min); {tested}")
+
+
+def _train_in_processes(args: argparse.Namespace, batch_size: int) -> None:
+    """``train`` as ``args.nproc_per_node`` data-parallel processes (:func:`training.distributed.launch`), after
+    this process has checked the config, the outputs and that the batch splits evenly."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from training.distributed import check_shares, launch
+
+    check_shares(batch_size, args.nproc_per_node)
+
+    arguments = [*(["--verbose"] if args.verbose else []), "train", args.config]
+    arguments += [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume else [])]
+    try:
+        launch(args.nproc_per_node, arguments)
+    except SignalException as stop:  # the elastic agent's handler: the processes are stopped and cleaned up
+        raise Terminated(stop.sigval) from None
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -403,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run directory (overrides the config's output)")
     train.add_argument(
         "--resume", action="store_true", help="continue the run in the output directory from its last.pt"
+    )
+    train.add_argument(
+        "--nproc-per-node",
+        type=_positive_int,
+        default=1,
+        metavar="P",
+        help="data-parallel processes on this machine (DDP; as torchrun --standalone --nproc_per_node P)",
     )
     train.set_defaults(handler=_train)
 

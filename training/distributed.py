@@ -1,6 +1,7 @@
 """Data-parallel training across processes: PyTorch DistributedDataParallel under ``torchrun``.
 
-``torchrun --nproc_per_node P -m attnforce.cli train CONFIG`` starts P processes; each computes the loss on its
+``attnforce train CONFIG --nproc-per-node P`` (:func:`launch`, this machine) or ``torchrun --nproc_per_node P -m
+attnforce.cli train CONFIG`` (any number of nodes) starts P processes; each computes the loss on its
 share of every global batch (``batch_size`` samples, split by rank), DDP averages the gradients, and every process
 takes the same optimiser step. Logging, metrics and checkpoints come from rank 0 only. The backend follows the
 device: NCCL for GPUs (one per process, chosen by ``LOCAL_RANK``), gloo for CPU processes. Across nodes, give
@@ -11,7 +12,11 @@ is the gradient of the global batch's loss, so P processes follow the 1-process 
 summation order.
 """
 
+import logging
 import os
+import signal
+import sys
+import uuid
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +76,12 @@ def start(device_request: str = "cpu") -> ProcessGroup:
     return ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
 
 
+def check_shares(batch_size: int, processes: int) -> None:
+    """ValueError unless every global batch of ``batch_size`` samples splits into equal shares of the processes."""
+    if batch_size % processes:
+        raise ValueError(f"training.batch_size ({batch_size}) must be divisible by the {processes} processes")
+
+
 def stop(group: ProcessGroup) -> None:
     if group.distributed and dist.is_initialized():
         dist.destroy_process_group()
@@ -98,3 +109,46 @@ def from_main(value: float, group: ProcessGroup) -> float:
 def barrier(group: ProcessGroup) -> None:
     if group.distributed:
         dist.barrier()
+
+
+def launch(processes: int, arguments: list[str]) -> None:
+    """Run ``python -m attnforce.cli ARGUMENTS`` as ``processes`` processes on this machine, as ``torchrun
+    --standalone --nproc_per_node P`` does, through the same elastic agent. Each process reports its own error in
+    one line; a failure here is then one RuntimeError naming the process and how it ended (not torchrun's
+    traceback). A stop signal to this process stops every process, which remove their unfinished outputs, and is
+    raised as :class:`KeyboardInterrupt` (SIGINT) or ``SignalException`` with its ``sigval``."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "--nproc-per-node under torchrun would start processes from every process: use one or the other"
+        )
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level = elastic.level
+    elastic.setLevel(logging.CRITICAL)  # its log of a failure repeats what the process said, with a traceback link
+    try:
+        elastic_launch(config, sys.executable)("-m", "attnforce.cli", *arguments)
+    except ChildFailedError as failed:
+        rank, failure = failed.get_first_failure()
+        if failure.exitcode < 0:
+            ending = f"was killed by {signal.Signals(-failure.exitcode).name}"
+        else:
+            ending = f"failed with exit code {failure.exitcode} (its error is above)"
+        others = len(failed.failures) - 1
+        raise RuntimeError(
+            f"training process {rank} of {processes} {ending}"
+            + (f"; {others} other process(es) failed too" if others else "")
+        ) from None
+    finally:
+        elastic.setLevel(level)

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,10 +114,7 @@ def training_session(settings: OptimiserConfig) -> Iterator[distributed.ProcessG
     check_settings(settings)
     group = distributed.start(settings.device)
     try:
-        if settings.batch_size % group.world_size:
-            raise ValueError(
-                f"training.batch_size ({settings.batch_size}) must be divisible by the {group.world_size} processes"
-            )
+        distributed.check_shares(settings.batch_size, group.world_size)
         if settings.threads:
             torch.set_num_threads(usable_threads(settings.threads))
         torch.manual_seed(settings.seed)
@@ -413,6 +411,9 @@ def run_epochs(
     device_ids = [group.device] if group.device.type == "cuda" else None
     trained = model
     if group.distributed:
+        # Force training's double backward leaves a (1, F) weight's gradient in another memory layout than DDP's
+        # bucket; DDP copies it (correctly) and warns on every run. The warning is about speed, not results.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         trained = DistributedDataParallel(
             model, device_ids=device_ids, find_unused_parameters=objective.unused_parameters
         )
