@@ -21,6 +21,7 @@ A saved model is a ``torch.save``d dict of plain types and tensors, read back wi
 Migrations from older schema versions are explicit functions in :data:`MIGRATIONS`.
 """
 
+import io
 import pickle
 import re
 import zipfile
@@ -95,8 +96,17 @@ class SavedModel:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` that leaves no partial file (see :func:`attnforce.atomic.atomic_output`)."""
+    write_archive(lambda buffer: torch.save(obj, buffer), path)
+
+
+def write_archive(save: Callable[[io.BytesIO], None], path: str | Path) -> None:
+    """What ``save`` writes into a buffer, written to ``path`` atomically. torch's archive writer aborts the whole
+    process (C++ ``terminate``) when a write fails in its destructor, as on a full disk; written from memory, the
+    failure is Python's OSError instead."""
+    buffer = io.BytesIO()
+    save(buffer)
     with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def save_model(

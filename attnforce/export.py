@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from e3nn.util import jit as e3nn_jit
 
-from attnforce.atomic import atomic_output, check_outputs
-from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, load_model
+from attnforce.atomic import check_outputs
+from attnforce.checkpoint import SCHEMA_VERSION, SavedModel, load_model, write_archive
 from attnforce.elements import symbol
 from attnforce.openmm.module import OpenMMForcesModule, OpenMMModule
 
@@ -103,8 +103,9 @@ def export_torchscript(
     saved = model if isinstance(model, SavedModel) else load_model(model)
     check_outputs({"output": output}, {"model": saved.path or None})
     scripted, metadata = build_module(saved, atomic_numbers, atom_indices, outputs_forces, periodic, fixed_graph)
-    with atomic_output(output) as tmp:
-        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    write_archive(
+        lambda buffer: torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: json.dumps(metadata)}), output
+    )
     return Path(output)
 
 

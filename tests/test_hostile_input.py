@@ -1046,3 +1046,28 @@ def test_whole_numbers_and_a_full_standard_output(tmp_path, capsys):
         f"{sys.executable} -m attnforce.cli info > /dev/full", shell=True, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "no space left on the device" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="mounting a small tmpfs needs root on Linux")
+def test_export_to_a_full_disk_is_one_line_not_an_abort(tmp_path):
+    """torch's archive writer aborts the process (C++ terminate) when its destructor's write fails on a full disk;
+    attnforce writes archives from memory, so the failure is one line and nothing is left."""
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "attnforce.cli", "export", "default", "--output", str(full / "o.pt")],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "no space left" in result.stderr and "terminate called" not in result.stderr
+        assert "frame #" not in result.stderr and "Traceback" not in result.stderr
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

@@ -72,6 +72,13 @@ def start(device_request: str = "cpu") -> ProcessGroup:
     if world_size <= 1:
         return ProcessGroup(device=device)
     if not dist.is_initialized():
+        logging.getLogger(__name__).info(
+            "process %s of %d: waiting for the others at %s:%s",
+            os.environ.get("RANK", "?"),
+            world_size,
+            os.environ.get("MASTER_ADDR", "?"),
+            os.environ.get("MASTER_PORT", "?"),
+        )
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return ProcessGroup(dist.get_rank(), dist.get_world_size(), device)
 
