@@ -94,7 +94,7 @@ def _train_in_processes(args: argparse.Namespace, batch_size: int) -> None:
 
     check_shares(batch_size, args.nproc_per_node)
 
-    arguments = [*(["--verbose"] if args.verbose else []), "train", args.config]
+    arguments = [*(["--verbose"] if args.verbose else []), *(["--debug"] if args.debug else []), "train", args.config]
     arguments += [*(["--output", args.output] if args.output else []), *(["--resume"] if args.resume else [])]
     try:
         launch(args.nproc_per_node, arguments)

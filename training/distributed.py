@@ -122,8 +122,8 @@ def launch(processes: int, arguments: list[str]) -> None:
     """Run ``python -m attnforce.cli ARGUMENTS`` as ``processes`` processes on this machine, as ``torchrun
     --standalone --nproc_per_node P`` does, through the same elastic agent. Each process reports its own error in
     one line; a failure here is then one RuntimeError naming the process and how it ended (not torchrun's
-    traceback). A stop signal to this process stops every process, which remove their unfinished outputs, and is
-    raised as :class:`KeyboardInterrupt` (SIGINT) or ``SignalException`` with its ``sigval``."""
+    traceback). A stop signal to this process (SIGTERM, SIGINT, SIGHUP, SIGQUIT: the agent's handlers) stops every
+    process, which remove their unfinished outputs, and is raised as ``SignalException`` with its ``sigval``."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
