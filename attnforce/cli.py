@@ -286,6 +286,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnforce.elements import formula
     from systems import random_split, read_dataset
     from training.evaluation import bootstrap_metrics, check_energy_unit, predict
+    from training.statistics import check_data
 
     if args.json:
         check_suffix("--json", args.json, ".json")
@@ -297,7 +298,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
-    frames.check_geometry()
+    check_data(frames, energy_unit)
     if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
         logging.getLogger("attnforce").warning(
             "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",

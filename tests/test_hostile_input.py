@@ -288,6 +288,7 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     torch.save(stored, folder / "deep_model.pt")
     _round_six_files(folder, lines)
     _round_seven_files(folder, lines)
+    _round_eight_files(folder)
 
 
 def _round_six_files(folder: Path, lines: list[str]) -> None:
@@ -338,6 +339,34 @@ def _round_seven_files(folder: Path, lines: list[str]) -> None:
     empty = np.zeros((0, 21, 3))
     np.savez(folder / "no_frames.npz", R=empty, z=np.ones(21, int), E=np.zeros(0), F=empty)
     (folder / "deep.yaml").write_text("data:\n  path: " + "[" * 5000 + "]" * 5000 + "\n")
+
+
+def _with_labels(lines: list[str], forces=None, energy=None) -> list[str]:
+    """Extended-XYZ lines with each atom's forces (columns 5-7) replaced by ``forces(k, values)`` of its k-th atom
+    line, and each energy by ``energy(value)``."""
+    changed, atom = [], 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 7 and forces is not None:
+            line = " ".join(fields[:4] + [f"{v:.8g}" for v in forces(atom, np.array(fields[4:], float))])
+            atom += 1
+        elif line.startswith("energy=") and energy is not None:
+            value = float(line.split()[0].removeprefix("energy="))
+            line = line.replace(line.split()[0], f"energy={energy(value):.8g}")
+        changed.append(line)
+    return changed
+
+
+def _round_eight_files(folder: Path) -> None:
+    """Inputs of the eighth round: labels no unit makes physical, and labels whose errors cannot tell the unit."""
+    labelled = (folder / "labels_ev.xyz").read_text().splitlines()
+    huge = _with_labels(labelled, forces=lambda k, f: f * 1e300)
+    (folder / "labels_huge_forces.xyz").write_text("\n".join(huge) + "\n")
+    (folder / "labels_huge_energies.xyz").write_text("\n".join(_with_labels(labelled, energy=lambda e: 1e300)) + "\n")
+    rng = np.random.default_rng(1)
+    unrelated = rng.normal(size=(10_000, 3))  # forces of the right size (1 eV/Å) that the model cannot match
+    shuffled = _with_labels(labelled, forces=lambda k, f: unrelated[k])
+    (folder / "labels_unrelated.xyz").write_text("\n".join(shuffled) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -508,7 +537,22 @@ CASES = {
         "destroy the input",
     ),
     "evaluate-json-data-xyz": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "end in .json"),
-    "evaluate-ev-read-as-mev": (["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"], "--energy-unit eV"),
+    "evaluate-forces-not-physical": (
+        ["evaluate", "default", "labels_huge_forces.xyz", "--energy-unit", "eV"],
+        "the forces are not physical",
+    ),
+    "evaluate-energies-not-physical": (
+        ["evaluate", "default", "labels_huge_energies.xyz", "--energy-unit", "eV"],
+        "the energies are not physical",
+    ),
+    "evaluate-unit-told-by-force-size": (
+        ["evaluate", "default", "labels_unrelated.xyz", "--energy-unit", "kcal/mol"],
+        "the model's on the same frames is",
+    ),
+    "evaluate-ev-read-as-mev": (
+        ["evaluate", "default", "labels_ev.xyz", "--bootstrap", "10"],
+        "check the energy unit (eV would give",
+    ),
     "evaluate-exported-file": (
         ["evaluate", "real_export.pt", "labels_ev.xyz", "--energy-unit", "eV"],
         "an exported TorchScript file",

@@ -32,9 +32,11 @@ def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple
 def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, margin: float = 5.0) -> None:
     """Refuse a stated energy unit that the predictions contradict: ValueError when reading the reference forces in
     another unit of :data:`~attnforce.units.EV_PER_ENERGY_UNIT` brings them ``margin`` times closer to the
-    predicted forces (eV/Å, (F, N, 3)) than ``energy_unit`` does. Forces decide, since energies carry an arbitrary
-    per-molecule offset; a factor of 5 separates every pair of the units (the closest, kcal and kJ, differ by 4.2
-    in the forces' size, which the error ratio exceeds for any model worth evaluating)."""
+    predicted forces (eV/Å, (F, N, 3)) than ``energy_unit`` does, either in their mean error or in their size (root
+    mean square: a model far from its training molecule still predicts forces of the right size, while its errors
+    may be as large as the forces). Forces decide, since energies carry an arbitrary per-molecule offset; a factor
+    of 5 separates every pair of the units but kcal and kJ (4.2 in the forces' size), which the error ratio
+    separates for any model worth evaluating."""
     stated = EV_PER_ENERGY_UNIT[energy_unit]
     raw = np.asarray(frames.forces[: min(len(frames), 256)]) / stated  # the file's numbers
     predicted = forces[: len(raw)]
@@ -45,6 +47,17 @@ def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, marg
             f"{frames.source}: its forces match the model's in {best} (mean error {errors[best] * mev_per_ev:.3g} "
             f"meV/Å), not in {energy_unit} ({errors[energy_unit] * mev_per_ev:.3g} meV/Å): give --energy-unit {best} "
             "if that is the file's unit"
+        )
+    predicted_rms, raw_rms = np.sqrt(np.mean(predicted**2)), np.sqrt(np.mean(raw**2))
+    if not (predicted_rms > 0 and raw_rms > 0):
+        return
+    size_off = {unit: abs(np.log(raw_rms * ev / predicted_rms)) for unit, ev in EV_PER_ENERGY_UNIT.items()}
+    closest = min(size_off, key=size_off.get)
+    if closest != energy_unit and size_off[energy_unit] > np.log(margin) + size_off[closest]:
+        raise ValueError(
+            f"{frames.source}: read in {energy_unit}, its forces' RMS is {raw_rms * stated:.3g} eV/Å, and the "
+            f"model's on the same frames is {predicted_rms:.3g} eV/Å; in {closest} it would be "
+            f"{raw_rms * EV_PER_ENERGY_UNIT[closest]:.3g} eV/Å: give --energy-unit {closest} if that is the file's unit"
         )
 
 

@@ -57,23 +57,44 @@ def fit_average_degree(frames: Frames, cutoff: float, chunk: int = 256) -> float
 #: Root mean square of force components (eV/Å) that molecular data lie within, with a wide margin: MD and normal-
 #: mode samples of organic molecules at 300-1000 K have 0.5-2 eV/Å. Outside, the energy unit is likely wrong.
 PLAUSIBLE_FORCE_RMS = (0.02, 20.0)
+#: Largest plausible size of a total energy per atom (eV): all-electron energies of the heaviest atoms are below
+#: 1e6 eV, so data beyond this are not energies in any unit the loaders take.
+PLAUSIBLE_ENERGY_PER_ATOM = 1e7
+
+
+def _rms(values: np.ndarray) -> float:
+    """Root mean square of ``values``, without overflow for values near the float64 limit."""
+    largest = float(np.max(np.abs(values), initial=0.0))
+    return 0.0 if largest == 0 else largest * float(np.sqrt(np.mean(np.square(values / largest))))
 
 
 def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
-    """ValueError, before training, for data that cannot be what they claim: forces whose size says the energy
-    unit is wrong (naming the unit that fits), or structures whose geometry says the length unit is (up to
-    ``samples`` frames spread over the set are checked, see :func:`attnforce.geometry.check_positions`)."""
+    """ValueError, before training or evaluating, for data that cannot be what they claim: forces whose size says
+    the energy unit is wrong (naming the unit that fits) or that no unit makes molecular, or structures whose
+    geometry says the length unit is (up to ``samples`` frames spread over the set are checked, see
+    :func:`attnforce.geometry.check_positions`)."""
     from attnforce.units import EV_PER_ENERGY_UNIT
 
-    forces = np.asarray(frames.forces[frames.spread(samples)], dtype=np.float64)
-    rms = float(np.sqrt(np.mean(np.square(forces))))
+    rms = _rms(np.asarray(frames.forces[frames.spread(samples)], dtype=np.float64))
     low, high = PLAUSIBLE_FORCE_RMS
     if rms > 0 and not low <= rms <= high:
-        in_ev = rms / EV_PER_ENERGY_UNIT[energy_unit]
-        fitting = min(EV_PER_ENERGY_UNIT, key=lambda unit: abs(np.log(in_ev * EV_PER_ENERGY_UNIT[unit])))
+        in_file = rms / EV_PER_ENERGY_UNIT[energy_unit]  # the file's numbers
+        fitting = min(EV_PER_ENERGY_UNIT, key=lambda unit: abs(np.log(in_file * EV_PER_ENERGY_UNIT[unit])))
+        refitted = in_file * EV_PER_ENERGY_UNIT[fitting]
+        if not low <= refitted <= high:
+            raise ValueError(
+                f"{frames.source}: its forces' RMS is {in_file:.3g} in the file's units, which no energy unit "
+                f"brings within the {low:g}-{high:g} eV/Å of molecular data: the forces are not physical"
+            )
         raise ValueError(
             f"{frames.source}: read in {energy_unit}, its forces' RMS is {rms:.3g} eV/Å, outside the "
             f"{low:g}-{high:g} eV/Å of molecular data; check the energy unit ({fitting} would give "
-            f"{in_ev * EV_PER_ENERGY_UNIT[fitting]:.3g} eV/Å)"
+            f"{refitted:.3g} eV/Å)"
+        )
+    per_atom = float(np.max(np.abs(frames.energies[frames.spread(samples)]))) / len(frames.atomic_numbers)
+    if per_atom > PLAUSIBLE_ENERGY_PER_ATOM:
+        raise ValueError(
+            f"{frames.source}: read in {energy_unit}, an energy of {per_atom:.3g} eV per atom is beyond any "
+            f"molecule's ({PLAUSIBLE_ENERGY_PER_ATOM:g} eV per atom): the energies are not physical"
         )
     frames.check_geometry(samples)
