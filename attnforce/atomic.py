@@ -8,8 +8,8 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -123,6 +123,15 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             remove_empty_folders(made)
         for finished in (Path(tmp), *made):
             _watch("-", finished)
+
+
+@contextmanager
+def atomic_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
+    """:func:`atomic_output` for the files of one run: yields ``{path: temporary path}``; every file is renamed to
+    its path only once the whole block has succeeded, so a run that fails while writing its last output leaves none
+    of the others either."""
+    with ExitStack() as stack:
+        yield {Path(path): stack.enter_context(atomic_output(path)) for path in paths}
 
 
 def make_folders(folder: str | Path) -> list[Path]:

@@ -185,7 +185,7 @@ MAX_DCD_SYSTEMS = 5000
 def _forecast(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from attnforce.atomic import check_outputs, check_suffix
+    from attnforce.atomic import atomic_outputs, check_outputs, check_suffix
     from integrators.forecast import check_forecast_memory, ensemble, rollout
     from integrators.forecast_outputs import plot_forecast, read_initial_states, write_dcd, write_npz
     from integrators.saved import load_forecaster
@@ -268,14 +268,15 @@ def _forecast(args: argparse.Namespace) -> None:
             f"ensemble of {args.ensemble} (noise {args.noise:g} {task.length_unit}): mean spread per horizon "
             + ", ".join(f"{m:.4g}" for m in spread.mean(axis=0))
         )
-    written = [str(write_npz(args.output, **arrays))]
-    if args.dcd:
-        written += map(str, write_dcd(args.dcd, forecast, task, types))
-    if args.png:
-        span = None if reference is None else reference
-        written.append(str(plot_forecast(args.png, task, forecast, span)))
+    written = [Path(path) for path in outputs.values() if path]
+    with atomic_outputs(written) as partial:
+        write_npz(partial[Path(args.output)], **arrays)
+        if args.dcd:
+            write_dcd(partial[Path(args.dcd)], partial[Path(args.dcd).with_suffix(".pdb")], forecast, task, types)
+        if args.png:
+            plot_forecast(partial[Path(args.png)], task, forecast, reference)
     print(f"model: {saved.path} ({saved.architecture}, {task.name}); " + "; ".join(summary))
-    print("wrote " + ", ".join(written))
+    print("wrote " + ", ".join(map(str, written)))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import openmm.unit as unit
 
-from attnforce.atomic import atomic_output
 from attnforce.paths import require_file, unreadable_npz
 from systems.forecasting import ForecastTask, charge_types
 
@@ -67,11 +66,11 @@ def read_initial_states(
     return positions, velocities, types, None
 
 
-def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """Write arrays to an NPZ atomically."""
-    with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write arrays to an NPZ at ``path`` (under any name: a run's temporary one, see
+    :func:`attnforce.atomic.atomic_outputs`)."""
+    with open(path, "wb") as handle:  # a handle: np.savez would append ".npz" to a name
         np.savez(handle, **arrays)
-    return Path(path)
 
 
 def trajectory_topology(task: ForecastTask, types: np.ndarray):
@@ -95,19 +94,15 @@ def trajectory_topology(task: ForecastTask, types: np.ndarray):
     return topology
 
 
-def write_dcd(path: str | Path, positions: np.ndarray, task: ForecastTask, types: np.ndarray) -> tuple[Path, Path]:
-    """Write ``positions`` (S, F, N, 3) as a DCD of F frames with S*N atoms, and its topology as a PDB beside it."""
+def write_dcd(dcd: str | Path, pdb: str | Path, positions: np.ndarray, task: ForecastTask, types: np.ndarray) -> None:
+    """Write ``positions`` (S, F, N, 3) as a DCD of F frames with S*N atoms at ``dcd``, and its topology as a PDB at
+    ``pdb`` (the DCD's name with ``.pdb``, or the run's temporary names of both)."""
     import mdtraj
 
-    path = Path(path)
     xyz = positions.transpose(1, 0, 2, 3).reshape(positions.shape[1], -1, 3) * NM_PER_LENGTH_UNIT
     trajectory = mdtraj.Trajectory(xyz.astype(np.float32), trajectory_topology(task, types))
-    pdb = path.with_suffix(".pdb")
-    with atomic_output(path) as tmp:
-        trajectory.save_dcd(str(tmp))
-    with atomic_output(pdb) as tmp:
-        trajectory[0].save_pdb(str(tmp))
-    return path, pdb
+    trajectory.save_dcd(str(dcd))
+    trajectory[0].save_pdb(str(pdb))
 
 
 def plot_forecast(
@@ -116,10 +111,11 @@ def plot_forecast(
     forecast: np.ndarray,
     reference: np.ndarray | None = None,
     systems: int = 4,
-) -> Path:
-    """A PNG of up to ``systems`` systems spread evenly over the set, x-y plane: N-body particle paths (reference
-    solid at every frame, forecast dashed with a marker per horizon); motion: the skeleton at the start (grey), and
-    at the last horizon the reference (black) and the forecast (red).
+) -> None:
+    """A PNG at ``path`` (under any name, as :func:`write_npz`) of up to ``systems`` systems spread evenly over the
+    set, x-y plane: N-body particle paths (reference solid at every frame, forecast dashed with a marker per
+    horizon); motion: the skeleton at the start (grey), and at the last horizon the reference (black) and the
+    forecast (red).
 
     Args:
         forecast: (S, K+1, N, 3) positions at each horizon.
@@ -156,8 +152,7 @@ def plot_forecast(
     what = "reference solid, forecast dashed" if reference is not None else "forecast"
     fig.suptitle(f"{task.name}: {forecast.shape[1] - 1} horizon(s) of {task.horizon:.3g} {task.time_unit}; {what}")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        fig.savefig(path, dpi=110, format="png")
+    finally:
+        plt.close(fig)

@@ -4,7 +4,7 @@
 (NVE), writing a DCD trajectory (mdtraj's reporter) with a PDB topology beside it, a CSV of
 step / time / potential / kinetic / total energy / temperature, and a PNG of energies and temperature.
 Every output is written under a temporary name and renamed at the end, so a run that fails leaves none of them
-(:func:`attnforce.atomic.atomic_output`).
+(:func:`attnforce.atomic.atomic_outputs`).
 """
 
 import csv
@@ -13,7 +13,6 @@ import math
 import numbers
 import time
 import warnings
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
-from attnforce.atomic import atomic_output, check_outputs, check_suffix
+from attnforce.atomic import atomic_outputs, check_outputs, check_suffix
 from attnforce.checkpoint import SavedModel
 from attnforce.export import read_metadata
 from attnforce.openmm.force import add_force, load_force_model
@@ -336,8 +335,7 @@ def run_md(
     else:
         simulation.context.setVelocitiesToTemperature(temperature, seed)
 
-    with ExitStack() as stack:
-        partial = {path: stack.enter_context(atomic_output(path)) for path in outputs.values()}
+    with atomic_outputs(outputs.values()) as partial:
         with open(partial[topology_pdb], "w") as handle:
             app.PDBFile.writeFile(
                 molecule.topology, simulation.context.getState(getPositions=True).getPositions(), handle

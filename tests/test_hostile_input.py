@@ -1115,3 +1115,22 @@ def test_export_to_a_full_disk_is_one_line_not_an_abort(tmp_path):
         assert list(full.iterdir()) == []
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_forecast_whose_last_output_fails_leaves_none_of_its_outputs(workdir, monkeypatch, caplog):
+    import errno
+
+    import integrators.forecast_outputs
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = snapshot(workdir)
+    argv = NBODY + ["--initial", "one_system.npz", "--dcd", "f.dcd", "--png", "f.png"]
+    with monkeypatch.context() as patched:
+        patched.setattr(integrators.forecast_outputs, "plot_forecast", full_disk)
+        assert main(argv) == 2
+    assert "no space left" in caplog.text.lower() and "Traceback" not in caplog.text
+    assert snapshot(workdir) == before  # the NPZ, DCD and PDB written before the plot are gone too
+    assert main(argv) == 0
+    assert {"f.npz", "f.dcd", "f.pdb", "f.png"} <= {p.name for p in workdir.iterdir()}
