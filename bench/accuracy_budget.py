@@ -7,8 +7,7 @@ size 4, Adam with a linear warm-up and a cosine schedule run to the budget, the 
 on the training set). The best validation epoch is tested on the 100 test frames.
 
 Models, TensorNet at two widths matched in parameter count to our small presets:
-- ``sake-small`` (325,069 parameters, 5 Å cutoff; learning rate 3e-3, its config's: the levers
-  ``bench.learning_dynamics`` found; the runs of BENCHMARKS.md before 2026-12-07 had all pairs and 1e-3);
+- ``sake-small`` (325,053 parameters; learning rate 1e-3, its config's);
 - ``equiformer-small`` (265,409; 5e-4, its config's);
 - ``tensornet-80`` (310,321; matched to SAKE) and ``tensornet-72`` (253,657; matched to Equiformer), 2 layers,
   32 radial functions, 5 Å cutoff, learning rate 1e-3 (torchmd-net's rMD17 examples use 1e-3 to 4e-4).
@@ -34,7 +33,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 MOLECULES = {"aspirin": ("rmd17_aspirin_1000.xyz", "meV"), "ethanol": ("rmd17_ethanol_a.xyz", "eV")}
 #: name -> (kind, preset or TensorNet width, learning rate)
 MODELS = {
-    "sake-small": ("ours", "sake-small", 3.0e-3),
+    "sake-small": ("ours", "sake-small", 1.0e-3),
     "equiformer-small": ("ours", "equiformer-small", 5.0e-4),
     "tensornet-80": ("tensornet", 80, 1.0e-3),
     "tensornet-72": ("tensornet", 72, 1.0e-3),

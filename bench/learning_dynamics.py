@@ -45,13 +45,6 @@ BASE_CONFIGS = {
     "sake-small": REPO / "training" / "configs" / "sake_aspirin_cpu.yaml",
     "equiformer-small": REPO / "training" / "configs" / "equiformer_small_aspirin_cpu.yaml",
 }
-#: model -> (training values, hyperparameter values) of the study's baseline where the base config has since taken
-#: up what the study found (the embedded SAKE's 5 Å cutoff and learning rate x3): the baseline stays the protocol
-#: that every stored run was measured against.
-BASELINES: dict[str, tuple[dict, dict]] = {
-    "sake-small": ({"learning_rate": 1.0e-3, "min_learning_rate": 1.0e-5}, {"cutoff": None}),
-    "equiformer-small": ({}, {}),
-}
 RESULTS = REPO / "bench" / "results" / "learning_dynamics"
 #: CPU-minute marks at which the table reads each run's learning curve.
 MARKS = (5.0, 15.0)
@@ -115,14 +108,6 @@ def experiment(
     training_overrides = dict(training_overrides)
     file_name, energy_unit = MOLECULES[molecule]
     config = load_config(BASE_CONFIGS[model])
-    baseline_training, baseline_hyperparameters = BASELINES[model]
-    config = dataclasses.replace(
-        config,
-        training=dataclasses.replace(config.training, **baseline_training),
-        model=dataclasses.replace(
-            config.model, hyperparameters={**config.model.hyperparameters, **baseline_hyperparameters}
-        ),
-    )
     factor = training_overrides.pop("learning_rate_factor", 1.0)
     training_overrides["learning_rate"] = config.training.learning_rate * factor
     training_overrides["min_learning_rate"] = config.training.min_learning_rate * factor
@@ -151,7 +136,6 @@ def applies(setting: str, model: str) -> bool:
     from attnforce.models import ARCHITECTURES, preset
 
     architecture, hyperparameters = preset(model)
-    hyperparameters = {**hyperparameters, **BASELINES[model][1]}
     parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
     overrides = SETTINGS[setting][2]
     if not set(overrides) <= set(parameters):

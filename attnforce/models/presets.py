@@ -54,7 +54,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "equiformer-small-linear": ("equiformer", {**_EQUIFORMER_SMALL, **_LINEAR}),
     "equiformer-small-dot-product": ("equiformer", {**_EQUIFORMER_SMALL, **_DOT_PRODUCT}),
     "sake-md17": ("sake", dict(hidden_features=64, num_layers=6, num_heads=4, num_rbf=50, cutoff=None)),
-    "sake-small": ("sake", dict(hidden_features=48, num_layers=4, num_heads=4, num_rbf=50, cutoff=5.0)),
+    "sake-small": ("sake", dict(hidden_features=48, num_layers=4, num_heads=4, num_rbf=50, cutoff=None)),
 }
 
 
