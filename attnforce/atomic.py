@@ -151,8 +151,31 @@ def remove_empty_folders(made: list[Path]) -> None:
             folder.rmdir()
 
 
+#: Bytes one component of a path may have (NAME_MAX of Linux's and macOS's file systems).
+NAME_MAX = 255
+
+
+def file_name_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot name a file: it is empty, or one of its components is longer than :data:`NAME_MAX`
+    bytes; None when it can."""
+    text = os.fspath(path)
+    if not text.strip():
+        return f"{text!r} is empty: give a file name"
+    long = next((part for part in Path(text).parts if len(os.fsencode(part)) > NAME_MAX), None)
+    if long is not None:
+        return (
+            f"{long[:24]}... is {len(os.fsencode(long))} bytes, more than the {NAME_MAX} a file or folder name may "
+            "have: give a shorter name"
+        )
+    return None
+
+
 def check_suffix(what: str, path: str | Path, suffix: str) -> None:
-    """ValueError unless ``path`` ends in ``suffix`` (in any case): a file must be what its name says."""
+    """ValueError unless ``path`` can name a file (:func:`file_name_problem`) and ends in ``suffix`` (in any case):
+    a file must be what its name says."""
+    problem = file_name_problem(path)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
     if Path(path).suffix.lower() != suffix:
         raise ValueError(f"{what} {path} must end in {suffix}: the file would not be what it is named")
 

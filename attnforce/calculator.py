@@ -42,6 +42,8 @@ class AttnforceCalculator(Calculator):
         if pbc.any() and not pbc.all():
             raise ValueError(f"periodic along some cell vectors only (pbc={pbc.tolist()}): use all or none")
         numbers = self.atoms.get_atomic_numbers().tolist()
+        if not numbers:
+            raise ValueError("the Atoms object holds no atoms: a learned potential needs at least one")
         check_elements(self.saved, numbers)
         positions = self.atoms.get_positions()
         if not np.all(np.isfinite(positions)):

@@ -39,6 +39,8 @@ from attnforce.paths import embedded_or_file, require_file
 
 SCHEMA_VERSION = 2
 UNITS = {"length": "angstrom", "energy": "eV"}
+#: The entries of a saved model beside its ``schema_version`` (:func:`save_model`).
+SAVED_MODEL_KEYS = ("architecture", "hyperparameters", "state_dict", "metadata")
 #: The dtypes a model is trained and loaded in, by the names configs and training records use.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -155,6 +157,21 @@ def resolve_model_path(model: str | Path) -> Path:
 LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 
+def _foreign_zip(path: Path) -> str | None:
+    """What a zip archive is when it is not a torch.save one (every torch.save archive holds ``<name>/data.pkl``),
+    e.g. "a NumPy .npz archive, not a torch.save archive"; None for a torch archive or an unreadable zip."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # torch.load names what is wrong with it
+    if any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names):
+        return None
+    if names and all(name.endswith(".npy") for name in names):
+        return "a NumPy .npz archive, not a torch.save archive"
+    return "a zip archive but not a torch.save one (it lacks data.pkl)"
+
+
 def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; ValueError naming ``what`` for a truncated or foreign
     file."""
@@ -168,6 +185,9 @@ def read_stored(path: str | Path, what: str = "attnforce model") -> Any:
                 f"code); {what} files are torch.save archives of tensors and plain types"
             )
         raise ValueError(f"{path}: not a readable {what} (not a torch.save archive: damaged, truncated or foreign)")
+    foreign = _foreign_zip(path)
+    if foreign:
+        raise ValueError(f"{path}: {foreign}; {what} files are torch.save archives")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -225,6 +245,12 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
     while version < SCHEMA_VERSION:
         stored = MIGRATIONS[version](stored)
         version = stored["schema_version"]
+    lacking = [key for key in SAVED_MODEL_KEYS if key not in stored]
+    if lacking:
+        raise ValueError(
+            f"{path}: an attnforce model holds {', '.join(SAVED_MODEL_KEYS)}; this one lacks {', '.join(lacking)} "
+            "(altered, or not written by attnforce): use the file training wrote"
+        )
     try:
         try:
             network = build_model(stored["architecture"], stored["hyperparameters"], dtype)
@@ -234,7 +260,10 @@ def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedMo
         metadata = stored["metadata"]
         missing = [key for key in ("units", "cutoff", "atomic_numbers", "elements") if key not in metadata]
         if missing:
-            raise KeyError(f"metadata lacks {missing}")
+            raise ValueError(
+                f"{path}: its metadata lacks {', '.join(missing)} (altered, or not written by attnforce): use the "
+                "file training wrote"
+            )
         if metadata["units"] != UNITS:
             raise ValueError(
                 f"{path}: its metadata gives units {metadata['units']}; attnforce models work in {UNITS} (the file "

@@ -42,6 +42,16 @@ def _integer(text: str, smallest: int) -> int:
     return value
 
 
+def _file_name(text: str) -> str:
+    """``text`` if it can name an output file or folder; argparse's error saying why not otherwise."""
+    from attnforce.atomic import file_name_problem
+
+    problem = file_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _describe_metrics(metadata: dict) -> str:
     test = metadata.get("test_metrics")
     numbers = ("energy_mae_mev", "force_mae_mev_per_a")
@@ -59,8 +69,6 @@ def _train(args: argparse.Namespace) -> None:
     from training.forecast_trainer import train_forecaster
     from training.trainer import train
 
-    if args.output is not None and not args.output.strip():
-        raise ValueError("--output is empty: name the run directory (or leave --output out for the config's)")
     config = load_config(args.config)
     if args.output:
         config.output = args.output
@@ -280,27 +288,30 @@ def _forecast(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    import numpy as np
 
     from attnforce.atomic import atomic_output, check_outputs, check_suffix
     from attnforce.checkpoint import DTYPES, load_model
     from attnforce.elements import formula
     from systems import random_split, read_dataset
-    from training.evaluation import bootstrap_metrics, check_energy_unit, predict
+    from systems.readers import FORMAT_ENERGY_UNITS
+    from training.evaluation import bootstrap_metrics, check_energy_unit, check_predictions, predict, warn_energy_offset
     from training.statistics import check_data
 
     if args.json:
         check_suffix("--json", args.json, ".json")
         check_outputs({"--json": args.json}, {"MODEL": args.model, "DATA": args.data})
     saved = load_model(args.model, DTYPES[args.dtype])
-    energy_unit = saved.metadata.get("energy_unit_of_data") if args.energy_unit is None else args.energy_unit
+    energy_unit = args.energy_unit
+    if energy_unit is None:  # the format's unit, else the training data's
+        energy_unit = FORMAT_ENERGY_UNITS.get(Path(args.data).suffix.lower(), saved.metadata.get("energy_unit_of_data"))
     if energy_unit is None:
         raise ValueError(f"{saved.path} does not record its data's energy unit: give --energy-unit")
     frames = read_dataset(args.data, energy_unit)
     if not set(frames.atomic_numbers.tolist()) <= set(saved.elements):
         raise ValueError(f"{args.data} has elements the model was not trained on (it knows {saved.elements})")
     check_data(frames, energy_unit)
-    if sorted(frames.atomic_numbers.tolist()) != sorted(saved.atomic_numbers):
+    same_molecule = sorted(frames.atomic_numbers.tolist()) == sorted(saved.atomic_numbers)
+    if not same_molecule:
         logging.getLogger("attnforce").warning(
             "%s holds %s, and %s was trained on %s: the errors measure transfer to a molecule it never saw",
             args.data,
@@ -322,9 +333,10 @@ def _evaluate(args: argparse.Namespace) -> None:
             )
         frames = frames.subset(random_split(len(frames), split["sizes"], split["seed"])[2])
     energies, forces = predict(saved.potential, frames)
-    if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
-        raise FloatingPointError(f"{saved.path} predicts NaN or infinite energies or forces on {args.data}")
+    check_predictions(energies, forces, saved.path, args.data)
     check_energy_unit(forces, frames, energy_unit)
+    if same_molecule:
+        warn_energy_offset(energies, frames)
     result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
     print(f"{saved.path} on {args.data} ({args.split}: {len(frames)} frames; {args.bootstrap} bootstrap resamples)")
     print("| metric | value | 95% interval |")
@@ -421,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an energy+force model or a learned integrator from a YAML experiment config"
     )
     train.add_argument("config", help="experiment YAML (unknown keys are errors)")
-    train.add_argument("--output", help="run directory (overrides the config's output)")
+    train.add_argument("--output", type=_file_name, help="run directory (overrides the config's output)")
     train.add_argument(
         "--resume", action="store_true", help="continue the run in the output directory from its last.pt"
     )
@@ -436,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a model as TorchScript for openmm-torch's TorchForce")
     export.add_argument("model", metavar="MODEL")
-    export.add_argument("--output", required=True, help="the .pt file to write")
+    export.add_argument("--output", type=_file_name, required=True, help="the .pt file to write")
     export.add_argument(
         "--structure",
         help="molecule or periodic box to export for (default: the model's training molecule); a PDB with a CRYST1 "
@@ -460,10 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     length = md.add_mutually_exclusive_group()
     length.add_argument("--steps", type=_positive_int, default=1000, help="integration steps (default: %(default)s)")
     length.add_argument("--time-ps", type=float, help="simulated time in ps, instead of --steps")
-    md.add_argument("--dcd", required=True, help="trajectory file; its topology is written beside it as .pdb")
-    md.add_argument("--csv", help="energies CSV (default: beside the DCD)")
+    md.add_argument(
+        "--dcd", type=_file_name, required=True, help="trajectory file; its topology is written beside it as .pdb"
+    )
+    md.add_argument("--csv", type=_file_name, help="energies CSV (default: beside the DCD)")
     plot = md.add_mutually_exclusive_group()
-    plot.add_argument("--png", help="energy and temperature plot (default: beside the DCD)")
+    plot.add_argument("--png", type=_file_name, help="energy and temperature plot (default: beside the DCD)")
     plot.add_argument("--no-plot", action="store_true", help="write no plot")
     md.add_argument(
         "--trust-torchscript",
@@ -498,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="saved model (or an embedded one's name)")
     evaluate.add_argument("data", metavar="DATA", help="extended XYZ or MD17/rMD17 .npz file")
     evaluate.add_argument(
-        "--energy-unit", help="energy unit of DATA (default: the unit of the model's training data, if recorded)"
+        "--energy-unit",
+        help="energy unit of DATA (default: eV for an ASE .db, else the unit of the model's training data)",
     )
     evaluate.add_argument(
         "--split",
@@ -509,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bootstrap", type=_positive_int, default=1000, help="resamples (default: %(default)s)")
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the resampling")
     evaluate.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    evaluate.add_argument("--json", help="also write the results as JSON")
+    evaluate.add_argument("--json", type=_file_name, help="also write the results as JSON")
     evaluate.set_defaults(handler=_evaluate)
 
     forecast = commands.add_parser(
@@ -528,9 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     forecast.add_argument("--data-dir", help="folder holding cmu_mocap/ and eghn_motion/ (motion test sets)")
     forecast.add_argument("--horizons", type=_positive_int, default=1, help="horizons to roll out (default: 1)")
-    forecast.add_argument("--output", required=True, help="NPZ to write: positions (S,K+1,N,3), index 0 = input")
-    forecast.add_argument("--dcd", help="also write the forecast trajectories as DCD (+ PDB topology beside it)")
-    forecast.add_argument("--png", help="also plot reference vs forecast paths")
+    forecast.add_argument(
+        "--output", type=_file_name, required=True, help="NPZ to write: positions (S,K+1,N,3), index 0 = input"
+    )
+    forecast.add_argument(
+        "--dcd", type=_file_name, help="also write the forecast trajectories as DCD (+ PDB topology beside it)"
+    )
+    forecast.add_argument("--png", type=_file_name, help="also plot reference vs forecast paths")
     forecast.add_argument(
         "--ensemble", type=_positive_int, help="also roll out this many perturbed copies of each state"
     )
@@ -571,7 +590,7 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
         }[type(error)]
         return f"{error.filename}: {error.strerror}; {fix}"
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return "no space left on the device an output or standard output (>) goes to: free space or write elsewhere"
+        return "no space left on the device an output goes to: free space or write elsewhere"
     if isinstance(error, MemoryError):
         detail = f": {text}" if str(error) else ""
         return f"out of memory{detail}; ask for {MEMORY_FIXES.get(command, 'less')}"
@@ -599,6 +618,35 @@ class Terminated(BaseException):
 
 def _terminate(signum, frame) -> None:
     raise Terminated(signum)
+
+
+class StandardOutputFailed(OSError):
+    """Writing standard output failed (a full device behind ``>``, say), as opposed to writing an output file."""
+
+
+class _ReportingFailures:
+    """Standard output whose write errors are :class:`StandardOutputFailed`, so that the message can say which
+    stream failed; a reader that stopped reading (BrokenPipeError, ``| head``) stays what it is."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guarded(self, method, *arguments):
+        try:
+            return method(*arguments)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise StandardOutputFailed(error.errno, error.strerror) from None
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _reopen_closed_streams() -> None:
@@ -630,11 +678,20 @@ def main(argv: list[str] | None = None) -> int:
     if stdout_closed:  # started with standard output closed (``>&-``): the results would be lost
         log.error("standard output is closed; the results would be lost (redirect it to a file instead)")
         return 2
+    stdout, sys.stdout = sys.stdout, _ReportingFailures(sys.stdout)
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous = {signum: signal.signal(signum, _terminate) for signum in STOP_SIGNALS} if in_main_thread else {}
     try:
         args.handler(args)
-        sys.stdout.flush()  # a full device behind ``>`` fails here or in a print: :func:`describe_error` names it
+        sys.stdout.flush()
+    except StandardOutputFailed as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit writes to it again
+        log.error(
+            "standard output could not be written (%s): what the command printed is lost, the files it had "
+            "finished are complete; send standard output elsewhere",
+            error.strerror or error,
+        )
+        return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
@@ -650,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", describe_error(error, args.command))
         return 2
     finally:
+        sys.stdout = stdout
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0

@@ -3,12 +3,12 @@
 Arrays are NumPy in the task's units; the network runs in batches without gradients.
 """
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from attnforce.memory import available_memory_bytes
 
 #: Particles closer than this (in the task's length unit) coincide: their direction is undefined, and for charges the
 #: Coulomb force is infinite. The tasks' data never come closer than 0.02 (N-body) or 0.26 (motion capture).
@@ -75,18 +75,6 @@ def _advance(
     if not (np.all(np.isfinite(out_x)) and np.all(np.isfinite(out_v))):
         raise FloatingPointError("the learned integrator produced NaN or infinite positions or velocities")
     return out_x, out_v
-
-
-def available_memory_bytes() -> int:
-    """Memory the system can still give this process (``MemAvailable``; all physical memory where unknown)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_forecast_memory(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from attnforce.atomic import atomic_outputs, check_outputs, check_suffix
 from attnforce.checkpoint import SavedModel
 from attnforce.export import read_metadata
+from attnforce.memory import check_evaluation_memory
 from attnforce.openmm.force import add_force, load_force_model
 from attnforce.openmm.platform import select_platform
 from systems.molecules import Molecule, check_geometry, load_molecule
@@ -120,17 +121,26 @@ def check_md_parameters(
         )
 
 
+def _box_volume(molecule: Molecule) -> float | None:
+    """The periodic box's volume (Å³), None for an isolated molecule."""
+    vectors = molecule.topology.getPeriodicBoxVectors()
+    if vectors is None:
+        return None
+    return float(abs(np.linalg.det(np.array(vectors.value_in_unit(unit.angstrom)))))
+
+
 def md_outputs(
     dcd: str | Path, energies_csv: str | Path | None = None, plot_png: str | Path | bool | None = None
 ) -> dict[str, Path]:
     """The files a run writes, by role: ``dcd``, ``topology`` (the PDB beside it), ``csv`` and ``png`` (absent
     when ``plot_png`` is ``False``); ValueError for a path whose suffix is not its format's."""
+    check_suffix("the dcd output", dcd, ".dcd")  # before its name is used for the others
     dcd = Path(dcd)
     outputs = {"dcd": dcd, "topology": dcd.with_suffix(".pdb")}
     outputs["csv"] = Path(energies_csv) if energies_csv else dcd.with_suffix(".csv")
     if plot_png is not False:
         outputs["png"] = Path(plot_png) if plot_png else dcd.with_suffix(".png")
-    for role, path in outputs.items():
+    for role, path in list(outputs.items())[1:]:
         check_suffix(f"the {role} output", path, f".{role if role != 'topology' else 'pdb'}")
     return outputs
 
@@ -314,6 +324,17 @@ def run_md(
     check_geometry(molecule)
     model = load_force_model(model, trust_torchscript)  # a SavedModel, or a trusted exported file's path
 
+    chosen = select_platform(platform)
+    if isinstance(model, SavedModel) and chosen.getName() in ("CPU", "Reference"):
+        check_evaluation_memory(
+            model.architecture,
+            model.hyperparameters,
+            model.potential.cutoff,
+            model.potential.energy_scale.element_size(),
+            molecule.positions,
+            _box_volume(molecule),
+            f"{getattr(structure, 'name', structure)} with {model.path}",
+        )
     system = build_system(
         molecule, model, outputs_forces, cuda_graphs, trust_torchscript
     )  # checks elements before anything is written
@@ -325,7 +346,6 @@ def run_md(
             integrator.setRandomNumberSeed(seed)
     else:
         integrator = openmm.VerletIntegrator(timestep)
-    chosen = select_platform(platform)
     simulation = app.Simulation(molecule.topology, system, integrator, chosen)
     simulation.context.setPositions(molecule.positions * unit.angstrom)
     if minimize:

@@ -327,6 +327,11 @@ def read_ase_db(path: str | Path, energy_unit: str = "eV", selection: str | None
     )
 
 
+#: Energy units a data format fixes, by suffix: ASE databases store eV and eV/Å (the other formats' files come from
+#: writers that use several units, so their reader is told the unit).
+FORMAT_ENERGY_UNITS = {".db": "eV", ".json": "eV"}
+
+
 def read_dataset(path: str | Path, energy_unit: str) -> Frames:
     """Read ``.xyz``/``.extxyz``, ``.npz`` or an ASE ``.db`` by suffix."""
     suffix = Path(path).suffix.lower()

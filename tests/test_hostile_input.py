@@ -289,6 +289,7 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     _round_six_files(folder, lines)
     _round_seven_files(folder, lines)
     _round_eight_files(folder)
+    _round_nine_files(folder)
 
 
 def _round_six_files(folder: Path, lines: list[str]) -> None:
@@ -367,6 +368,25 @@ def _round_eight_files(folder: Path) -> None:
     unrelated = rng.normal(size=(10_000, 3))  # forces of the right size (1 eV/Å) that the model cannot match
     shuffled = _with_labels(labelled, forces=lambda k, f: unrelated[k])
     (folder / "labels_unrelated.xyz").write_text("\n".join(shuffled) + "\n")
+
+
+def _round_nine_files(folder: Path) -> None:
+    """Inputs of the ninth round: zips that are not torch archives, a model without metadata or with its energy
+    scale altered, placeholder energies, and a structure too large for any machine's memory."""
+    import zipfile
+
+    with zipfile.ZipFile(folder / "notorch.pt", "w") as archive:
+        archive.writestr("readme.txt", "a zip, not a torch archive")
+    np.savez(folder / "arrays.npz", weights=np.zeros(3))
+    stored = torch.load(resolve_model_path("default"), weights_only=True)
+    torch.save({key: value for key, value in stored.items() if key != "metadata"}, folder / "no_metadata.pt")
+    stored["state_dict"]["energy_scale"] = stored["state_dict"]["energy_scale"] * 1000
+    torch.save(stored, folder / "scaled.pt")
+    labelled = (folder / "labels_ev.xyz").read_text().splitlines()
+    (folder / "labels_zero_energy.xyz").write_text("\n".join(_with_labels(labelled, energy=lambda e: 0.0)) + "\n")
+    grid = np.stack(np.meshgrid(*[np.arange(28)] * 3, indexing="ij"), -1).reshape(-1, 3) * 1.6
+    atoms = [f"{'CHO'[i % 3]} {x:.2f} {y:.2f} {z:.2f}" for i, (x, y, z) in enumerate(grid)]
+    (folder / "big.xyz").write_text(f"{len(atoms)}\n\n" + "\n".join(atoms) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -537,6 +557,22 @@ CASES = {
         "destroy the input",
     ),
     "evaluate-json-data-xyz": (["evaluate", "default", "labels_ev.xyz", "--json", "labels_ev.xyz"], "end in .json"),
+    # Ninth round.
+    "md-model-foreign-zip": (MD + ["--model", "notorch.pt", "--dcd", "a.dcd"], "a zip archive but not a torch.save"),
+    "md-model-npz": (MD + ["--model", "arrays.npz", "--dcd", "a.dcd"], "a NumPy .npz archive, not a torch.save"),
+    "md-model-without-metadata": (MD + ["--model", "no_metadata.pt", "--dcd", "a.dcd"], "this one lacks metadata"),
+    "evaluate-altered-energy-scale": (
+        ["evaluate", "scaled.pt", "labels_ev.xyz", "--energy-unit", "eV"],
+        "scaled.pt: its forces on labels_ev.xyz have an RMS of",
+    ),
+    "evaluate-placeholder-energies": (
+        ["evaluate", "default", "labels_zero_energy.xyz", "--energy-unit", "eV"],
+        "every frame's energy is 0 eV, while its forces say the frames' energies differ",
+    ),
+    "md-beyond-the-free-memory": (
+        MD + ["--structure", "big.xyz", "--dcd", "a.dcd"],
+        "21952 atoms (4.82e+08 atom pairs, all pairs: the model has no cutoff) need about",
+    ),
     "evaluate-forces-not-physical": (
         ["evaluate", "default", "labels_huge_forces.xyz", "--energy-unit", "eV"],
         "the forces are not physical",
@@ -955,9 +991,10 @@ def test_third_battery_run_folders_package_and_bombs(tmp_path):
         load_config(many)  # unknown keys, named, after the repeat check
 
 
-def test_train_output_option_must_name_a_folder(workdir, caplog):
-    assert main(["train", "train.yaml", "--output", " "]) == 2
-    assert "--output is empty" in caplog.text
+def test_train_output_option_must_name_a_folder(workdir, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "train.yaml", "--output", " "])
+    assert stop.value.code == 2 and "argument --output: ' ' is empty: give a file name" in capsys.readouterr().err
 
 
 def test_seventh_round_boxes_translations_links_and_streams(tmp_path):
@@ -1089,7 +1126,8 @@ def test_whole_numbers_and_a_full_standard_output(tmp_path, capsys):
     done = subprocess.run(
         f"{sys.executable} -m attnforce.cli info > /dev/full", shell=True, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 2 and "no space left on the device" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "standard output could not be written (No space left on device)" in done.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="mounting a small tmpfs needs root on Linux")
@@ -1134,3 +1172,46 @@ def test_a_forecast_whose_last_output_fails_leaves_none_of_its_outputs(workdir, 
     assert snapshot(workdir) == before  # the NPZ, DCD and PDB written before the plot are gone too
     assert main(argv) == 0
     assert {"f.npz", "f.dcd", "f.pdb", "f.png"} <= {p.name for p in workdir.iterdir()}
+
+
+def test_ninth_round_names_options_units_streams_and_limits(workdir, capsys, caplog):
+    """Empty and over-long output names name their option; an ASE database is read in its format's eV; forces that
+    read small in the stated unit are warned about; the calculator refuses no atoms; a PyTorch that cannot load
+    (a memory limit) is one line from the command line."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    from attnforce.calculator import AttnforceCalculator
+    from systems import read_dataset
+    from training.statistics import check_data
+
+    for name, words in (("", "argument --dcd: '' is empty: give a file name"), ("x" * 300 + ".dcd", "is 304 bytes")):
+        with pytest.raises(SystemExit) as stop:
+            main(MD + ["--dcd", name])
+        assert stop.value.code == 2 and words in capsys.readouterr().err
+    frames = read_dataset("labels_ev.xyz", "eV")
+    with connect("labels.db") as database:
+        for positions, energy, forces in zip(frames.positions, frames.energies, frames.forces, strict=True):
+            atoms = Atoms(numbers=frames.atomic_numbers, positions=positions)
+            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+            database.write(atoms)
+    assert main(["evaluate", "default", "labels.db", "--bootstrap", "5"]) == 0  # no --energy-unit: ASE's eV
+    assert "| force_mae_mev_per_a |" in capsys.readouterr().out
+    caplog.clear()
+    check_data(read_dataset("labels_ev.xyz", "kcal/mol"), "kcal/mol")
+    assert "read in kcal/mol, its forces' RMS is" in caplog.text and "(eV would give" in caplog.text
+    caplog.clear()
+    check_data(frames, "eV")
+    assert "forces' RMS" not in caplog.text
+    empty = Atoms()
+    empty.calc = AttnforceCalculator(str(EMBEDDED_XYZ.parent / "aspirin_sake.pt"))  # a file here is named sake
+    with pytest.raises(ValueError, match="holds no atoms"):
+        empty.get_potential_energy()
+    command = Path(sys.executable).parent / "attnforce"
+    if sys.platform == "linux" and command.exists():
+        done = subprocess.run(
+            ["bash", "-c", f"ulimit -v 1000000; {command} info"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith("ERROR attnforce: PyTorch could not be loaded (") and done.stderr.count("\n") == 1

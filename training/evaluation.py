@@ -9,6 +9,7 @@ from attnforce import keys
 from attnforce.models import Potential
 from attnforce.units import EV_PER_ENERGY_UNIT, mev_per_ev
 from systems.frames import Frames, collate
+from training.statistics import PLAUSIBLE_FORCE_RMS, rms
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,43 @@ def predict(potential: Potential, frames: Frames, batch_size: int = 32) -> tuple
             energies.append(energy.detach().double().cpu().numpy())
             forces.append(force.detach().double().cpu().numpy().reshape(len(indices), -1, 3))
     return np.concatenate(energies), np.concatenate(forces)
+
+
+def check_predictions(energies: np.ndarray, forces: np.ndarray, model: str, data: str) -> None:
+    """Refuse predictions (energies (F,) eV, forces (F, N, 3) eV/Å) of ``model`` on ``data`` that are not finite, or
+    forces of a size no molecule has (an RMS outside :data:`~training.statistics.PLAUSIBLE_FORCE_RMS`): the model file
+    is then damaged or altered, whatever the data's unit, so the data's unit must not be blamed."""
+    if not (np.all(np.isfinite(energies)) and np.all(np.isfinite(forces))):
+        raise FloatingPointError(f"{model} predicts NaN or infinite energies or forces on {data}")
+    predicted = rms(forces)
+    low, high = PLAUSIBLE_FORCE_RMS
+    if predicted > 0 and not low <= predicted <= high:
+        raise ValueError(
+            f"{model}: its forces on {data} have an RMS of {predicted:.3g} eV/Å, outside the {low:g}-{high:g} eV/Å "
+            "of any molecule: the model file was altered or damaged (use the file training wrote)"
+        )
+
+
+def warn_energy_offset(energies: np.ndarray, frames: Frames, per_atom: float = 0.05, spread: float = 10.0) -> None:
+    """Warn when the reference energies differ from the predictions (eV) by nearly a constant, of more than
+    ``per_atom`` eV per atom and ``spread`` times the errors' standard deviation: the data then have another zero of
+    energy (atomization energies, another code or level of theory), which the energy errors measure and the force
+    errors do not."""
+    difference = np.asarray(frames.energies, dtype=np.float64) - energies
+    offset = float(np.mean(difference))
+    if (
+        len(difference) > 1
+        and abs(offset) > per_atom * len(frames.atomic_numbers)
+        and abs(offset) > spread * float(np.std(difference))
+    ):
+        logger.warning(
+            "%s: its energies are the model's %+.6g eV (%+.3g eV per atom, nearly constant): another zero of energy "
+            "(atomization energies, another code or level of theory); the energy errors measure that offset, the "
+            "force errors do not",
+            frames.source,
+            offset,
+            offset / len(frames.atomic_numbers),
+        )
 
 
 def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, margin: float = 5.0) -> None:
@@ -48,7 +86,7 @@ def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, marg
             f"meV/Å), not in {energy_unit} ({errors[energy_unit] * mev_per_ev:.3g} meV/Å): give --energy-unit {best} "
             "if that is the file's unit"
         )
-    predicted_rms, raw_rms = np.sqrt(np.mean(predicted**2)), np.sqrt(np.mean(raw**2))
+    predicted_rms, raw_rms = rms(predicted), rms(raw)
     if not (predicted_rms > 0 and raw_rms > 0):
         return
     size_off = {unit: abs(np.log(raw_rms * ev / predicted_rms)) for unit, ev in EV_PER_ENERGY_UNIT.items()}

@@ -1,9 +1,13 @@
-"""Data-derived constants of a model, fitted on its training set."""
+"""Data-derived constants of a model, fitted on its training set, and the checks that data are what they claim."""
+
+import logging
 
 import numpy as np
 import torch
 
 from systems.frames import Frames
+
+logger = logging.getLogger(__name__)
 
 #: How the energy scale is fitted (``TrainingConfig.energy_scale``).
 ENERGY_SCALES = ("energy_std", "force_rms")
@@ -33,7 +37,7 @@ def fit_energy_statistics(frames: Frames, energy_scale: str = "energy_std") -> t
     if energy_scale not in ENERGY_SCALES:
         raise ValueError(f"unknown energy scale {energy_scale!r}; choose from {list(ENERGY_SCALES)}")
     if energy_scale == "force_rms":
-        scale = float(np.sqrt(np.mean(np.square(np.asarray(frames.forces, dtype=np.float64)))))
+        scale = rms(np.asarray(frames.forces, dtype=np.float64))
         if not scale > 0:
             raise ValueError(f"{frames.source}: the training forces are all zero; no force scale can be fitted")
     else:
@@ -54,47 +58,82 @@ def fit_average_degree(frames: Frames, cutoff: float, chunk: int = 256) -> float
     return neighbours / (num_frames * num_atoms)
 
 
-#: Root mean square of force components (eV/Å) that molecular data lie within, with a wide margin: MD and normal-
-#: mode samples of organic molecules at 300-1000 K have 0.5-2 eV/Å. Outside, the energy unit is likely wrong.
+#: Root mean square of force components (eV/Å) that molecular data lie within, with a wide margin. Outside, no
+#: data set is molecular in the stated energy unit (see :data:`TYPICAL_FORCE_RMS` for the usual range).
 PLAUSIBLE_FORCE_RMS = (0.02, 20.0)
+#: Root mean square of force components (eV/Å) of MD and normal-mode samples at 100-1000 K: molecules with
+#: hydrogen, whose bonds are stiff, reach about 1 eV/Å (rMD17 aspirin 1.27, rMD17 ethanol 1.20, MD17 ethanol 1.15).
+#: Data outside are accepted with a warning naming the unit that would bring them here: near-equilibrium frames,
+#: or soft heavy-atom solids at low temperature, can be lower.
+TYPICAL_FORCE_RMS = (0.2, 5.0)
 #: Largest plausible size of a total energy per atom (eV): all-electron energies of the heaviest atoms are below
 #: 1e6 eV, so data beyond this are not energies in any unit the loaders take.
 PLAUSIBLE_ENERGY_PER_ATOM = 1e7
 
 
-def _rms(values: np.ndarray) -> float:
+def rms(values: np.ndarray) -> float:
     """Root mean square of ``values``, without overflow for values near the float64 limit."""
     largest = float(np.max(np.abs(values), initial=0.0))
     return 0.0 if largest == 0 else largest * float(np.sqrt(np.mean(np.square(values / largest))))
 
 
-def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
-    """ValueError, before training or evaluating, for data that cannot be what they claim: forces whose size says
-    the energy unit is wrong (naming the unit that fits) or that no unit makes molecular, or structures whose
-    geometry says the length unit is (up to ``samples`` frames spread over the set are checked, see
-    :func:`attnforce.geometry.check_positions`)."""
+def unit_for_typical_forces(rms_in_file: float) -> tuple[str, float]:
+    """The energy unit that brings forces whose RMS is ``rms_in_file`` in the file's numbers closest to 1 eV/Å (the
+    middle of :data:`TYPICAL_FORCE_RMS`, on a log scale), and the RMS in eV/Å that it gives."""
     from attnforce.units import EV_PER_ENERGY_UNIT
 
-    rms = _rms(np.asarray(frames.forces[frames.spread(samples)], dtype=np.float64))
+    unit = min(EV_PER_ENERGY_UNIT, key=lambda name: abs(np.log(rms_in_file * EV_PER_ENERGY_UNIT[name])))
+    return unit, rms_in_file * EV_PER_ENERGY_UNIT[unit]
+
+
+def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
+    """ValueError, before training or evaluating, for data that cannot be what they claim: forces whose size says
+    the energy unit is wrong (naming the unit that fits) or that no unit makes molecular, energies that are not
+    energies (beyond any molecule's, or one value for frames whose forces say they differ), or structures whose
+    geometry says the length unit is (up to ``samples`` frames spread over the set are checked, see
+    :func:`attnforce.geometry.check_positions`). Forces outside :data:`TYPICAL_FORCE_RMS` get a warning."""
+    from attnforce.units import EV_PER_ENERGY_UNIT
+
+    sampled = frames.spread(samples)
+    force_rms = rms(np.asarray(frames.forces[sampled], dtype=np.float64))
+    in_file = force_rms / EV_PER_ENERGY_UNIT[energy_unit]  # the file's numbers
+    fitting, refitted = unit_for_typical_forces(in_file) if force_rms > 0 else (energy_unit, force_rms)
     low, high = PLAUSIBLE_FORCE_RMS
-    if rms > 0 and not low <= rms <= high:
-        in_file = rms / EV_PER_ENERGY_UNIT[energy_unit]  # the file's numbers
-        fitting = min(EV_PER_ENERGY_UNIT, key=lambda unit: abs(np.log(in_file * EV_PER_ENERGY_UNIT[unit])))
-        refitted = in_file * EV_PER_ENERGY_UNIT[fitting]
+    if force_rms > 0 and not low <= force_rms <= high:
         if not low <= refitted <= high:
             raise ValueError(
                 f"{frames.source}: its forces' RMS is {in_file:.3g} in the file's units, which no energy unit "
                 f"brings within the {low:g}-{high:g} eV/Å of molecular data: the forces are not physical"
             )
         raise ValueError(
-            f"{frames.source}: read in {energy_unit}, its forces' RMS is {rms:.3g} eV/Å, outside the "
+            f"{frames.source}: read in {energy_unit}, its forces' RMS is {force_rms:.3g} eV/Å, outside the "
             f"{low:g}-{high:g} eV/Å of molecular data; check the energy unit ({fitting} would give "
             f"{refitted:.3g} eV/Å)"
         )
-    per_atom = float(np.max(np.abs(frames.energies[frames.spread(samples)]))) / len(frames.atomic_numbers)
+    typical_low, typical_high = TYPICAL_FORCE_RMS
+    if force_rms > 0 and not typical_low <= force_rms <= typical_high and fitting != energy_unit:
+        logger.warning(
+            "%s: read in %s, its forces' RMS is %.3g eV/Å, outside the %g-%g eV/Å of molecular data sampled at "
+            "100-1000 K; check the energy unit (%s would give %.3g eV/Å)",
+            frames.source,
+            energy_unit,
+            force_rms,
+            typical_low,
+            typical_high,
+            fitting,
+            refitted,
+        )
+    energies = np.asarray(frames.energies[sampled], dtype=np.float64)
+    per_atom = float(np.max(np.abs(energies))) / len(frames.atomic_numbers)
     if per_atom > PLAUSIBLE_ENERGY_PER_ATOM:
         raise ValueError(
             f"{frames.source}: read in {energy_unit}, an energy of {per_atom:.3g} eV per atom is beyond any "
             f"molecule's ({PLAUSIBLE_ENERGY_PER_ATOM:g} eV per atom): the energies are not physical"
+        )
+    moved = np.ptp(np.asarray(frames.positions[sampled], dtype=np.float64), axis=0).max(initial=0.0) > 0
+    if len(sampled) > 1 and np.ptp(energies) == 0 and force_rms > 0 and moved:
+        raise ValueError(
+            f"{frames.source}: every frame's energy is {energies[0]:.8g} eV, while its forces say the frames' "
+            "energies differ: the energy labels are placeholders (give a file with each frame's energy)"
         )
     frames.check_geometry(samples)
