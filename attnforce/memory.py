@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 #: Floats that one energy-and-force evaluation keeps per directed atom pair and layer, per unit of the model's
-#: width (:func:`model_width`), in the model's dtype. Measured on the embedded models (peak RSS of one evaluation on
-#: a 1000-atom grid: SAKE 17.8, Equiformer 20.8) and rounded up; ``tests/test_memory.py`` holds the estimate to the
-#: measurement.
+#: width (:func:`model_width`), in the model's dtype. Measured on the embedded models (the peak of torch's
+#: allocations in one evaluation on grids of 250-1000 atoms: SAKE 17.4, Equiformer 20.0) and rounded up;
+#: ``tests/test_memory.py`` holds the estimate to the measurement.
 FLOATS_PER_PAIR_AND_WIDTH = {"sake": 18.0, "equiformer": 22.0}
 #: Share of the free memory a run may plan to use: the rest is the process's own and other programs' margin.
 USABLE_SHARE = 0.8
