@@ -223,10 +223,12 @@ def restore_potential(network: torch.nn.Module, stored: dict) -> Potential:
     return potential
 
 
-def load_model(model: str | Path, dtype: torch.dtype = torch.float32) -> SavedModel:
-    """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``."""
+def load_model(model: str | Path, dtype: torch.dtype | str = torch.float32) -> SavedModel:
+    """Read a saved model (a path, or the name of an embedded model) with ``weights_only=True``, in ``dtype``
+    (torch.float32 or torch.float64, or their names)."""
+    dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype  # "float64" as well as torch.float64
     if dtype not in DTYPES.values():
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)} (torch.float32 or torch.float64), got {dtype}")
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)} (torch.float32 or torch.float64), got {dtype!r}")
     path = resolve_model_path(model)
     stored = read_stored(path)
     if isinstance(stored, dict) and stored.get("kind") in OTHER_KINDS:

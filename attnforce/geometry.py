@@ -21,12 +21,23 @@ def check_not_fused(positions: np.ndarray, name: str) -> np.ndarray:
     return _nearest_distances(_finite_tree(positions, name), positions, name)
 
 
+#: Largest coordinate (Å) a structure may have: beyond, no box or molecule is meant, and distances lose all
+#: precision in float32 (and overflow in the neighbour search).
+MAX_COORDINATE_A = 1e8
+
+
 def _finite_tree(positions: np.ndarray, name: str):
     """A ``cKDTree`` of ``positions``; ValueError for non-finite coordinates."""
     from scipy.spatial import cKDTree
 
     if not np.all(np.isfinite(positions)):
         raise ValueError(f"{name}: coordinates are NaN or infinite")
+    largest = float(np.abs(positions).max(initial=0.0))
+    if largest > MAX_COORDINATE_A:
+        raise ValueError(
+            f"{name}: coordinates reach {largest:.3g} Å, beyond the {MAX_COORDINATE_A:g} Å of any simulation box; "
+            "check the coordinates and their unit (Å)"
+        )
     return cKDTree(positions)
 
 

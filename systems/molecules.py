@@ -1,6 +1,7 @@
 """Molecular structures for simulation: an OpenMM topology and positions, from XYZ or PDB files."""
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,10 @@ def _extxyz_box(path: Path, fields: dict[str, str]):
     return [Vec3(*vector) for vector in (a, b, c)] * unit.angstrom
 
 
+#: The last column of an ATOM/HETATM record's coordinates (z, columns 47-54 of the PDB format).
+PDB_COORDINATES_END = 54
+
+
 def read_pdb(path: str | Path) -> Molecule:
     """A PDB file through OpenMM's reader (positions converted to Å)."""
     from openmm import unit
@@ -168,10 +173,29 @@ def read_pdb(path: str | Path) -> Molecule:
     lines = read_text_lines(path, "a PDB file")
     if not any(line.startswith(("ATOM", "HETATM")) for line in lines):
         raise ValueError(f"{path}: no ATOM or HETATM records; a structure needs atoms")
+    first_model = lines[: next((k for k, line in enumerate(lines) if line.startswith("ENDMDL")), len(lines))]
+    records = [(k, line) for k, line in enumerate(first_model, 1) if line.startswith(("ATOM", "HETATM"))]
+    last = lines[-1].strip() if lines else ""
+    if last and ("HETATM".startswith(last) or "ATOM".startswith(last)) and len(last) < 6:
+        records.append((len(lines), last))  # a record cut within its name: the file ends mid-record
+    short = next(((k, line) for k, line in records if len(line.rstrip("\r\n")) < PDB_COORDINATES_END), None)
+    if short:
+        raise ValueError(
+            f"{path}, line {short[0]}: an atom record ({short[1][:6].strip()}) cut short before its coordinates end "
+            f"(column {PDB_COORDINATES_END}): the file is truncated or damaged"
+        )
     try:
-        pdb = app.PDBFile(str(path))
+        with warnings.catch_warnings():  # merged atoms are named below, in one line instead of one warning each
+            warnings.filterwarnings("ignore", message="WARNING: duplicate atom")
+            pdb = app.PDBFile(str(path))
     except Exception as error:  # OpenMM's reader raises many types (ValueError, KeyError, IndexError, ...)
         raise ValueError(f"{path}: not a readable PDB file ({type(error).__name__}: {error})") from None
+    if pdb.topology.getNumAtoms() != len(records):
+        raise ValueError(
+            f"{path}: {len(records)} ATOM/HETATM records, but OpenMM's reader kept {pdb.topology.getNumAtoms()} atoms "
+            "(it merges atoms of one residue that share a name): give each atom of a residue its own name (C1, C2, "
+            "...), or give the structure as .xyz"
+        )
     for atom in pdb.topology.atoms():
         if atom.element is None:
             raise ValueError(f"{path}: atom {atom.index} ({atom.name}) has no element")

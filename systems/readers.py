@@ -40,11 +40,18 @@ def _existing(path: str | Path) -> Path:
 
 
 def parse_extxyz_comment(line: str) -> dict[str, str]:
-    """``key=value`` pairs of an extended-XYZ comment line (values may be quoted)."""
+    """``key=value`` pairs of an extended-XYZ comment line (values may be quoted); ValueError for a quote left open
+    or a key given twice (which value is meant cannot be told)."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError as error:
+        raise ValueError(f"{error} in the comment line {line.strip()[:60]!r}: close the quote") from None
     fields = {}
-    for token in shlex.split(line):
+    for token in tokens:
         if "=" in token:
             key, value = token.split("=", 1)
+            if key.lower() in fields and fields[key.lower()] != value:
+                raise ValueError(f"{key}= is given twice in the comment line ({fields[key.lower()]} and {value})")
             fields[key.lower()] = value
     return fields
 
@@ -116,7 +123,10 @@ def read_extxyz(path: str | Path, energy_unit: str) -> Frames:
             header = handle.readline()
             rows = [handle.readline().split() for _ in range(num_atoms)]
             line_number += 1 + num_atoms
-            comment = parse_extxyz_comment(header)
+            try:
+                comment = parse_extxyz_comment(header)
+            except ValueError as error:
+                raise ValueError(f"{path}, line {line_number - num_atoms}: {error}") from None
             if "energy" not in comment:
                 raise ValueError(f"{where}: comment line has no energy= field")
             try:

@@ -290,6 +290,7 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     _round_seven_files(folder, lines)
     _round_eight_files(folder)
     _round_nine_files(folder)
+    _round_ten_files(folder)
 
 
 def _round_six_files(folder: Path, lines: list[str]) -> None:
@@ -387,6 +388,27 @@ def _round_nine_files(folder: Path) -> None:
     grid = np.stack(np.meshgrid(*[np.arange(28)] * 3, indexing="ij"), -1).reshape(-1, 3) * 1.6
     atoms = [f"{'CHO'[i % 3]} {x:.2f} {y:.2f} {z:.2f}" for i, (x, y, z) in enumerate(grid)]
     (folder / "big.xyz").write_text(f"{len(atoms)}\n\n" + "\n".join(atoms) + "\n")
+
+
+def _round_ten_files(folder: Path) -> None:
+    """Inputs of the tenth round: PDBs that OpenMM's reader would read in part, coordinates beyond any box, comment
+    lines with a key twice or an open quote, and a config without its data's path."""
+    pdb = (folder / "mol.pdb").read_text().splitlines()
+    atoms = [line for line in pdb if line.startswith(("ATOM", "HETATM"))]
+    same_names = [line[:12] + f" {line[76:78].strip():<3}" + line[16:] if line in atoms else line for line in pdb]
+    (folder / "same_names.pdb").write_text("\n".join(same_names) + "\n")
+    cut = "\n".join(pdb[: pdb.index(atoms[8])]) + "\n" + atoms[8][:3]
+    (folder / "cut.pdb").write_text(cut)
+    lines = _xyz_lines()
+    (folder / "far.xyz").write_text("\n".join(lines[:2] + ["C 1e300 0 0"] + lines[3:]) + "\n")
+    labelled = (folder / "labels_ev.xyz").read_text().splitlines()
+    twice = [
+        line.replace("energy=", "energy=0.0 energy=", 1) if line.startswith("energy=") else line for line in labelled
+    ]
+    (folder / "energy_twice.xyz").write_text("\n".join(twice) + "\n")
+    quoted = [line + ' pbc="F' if line.startswith("energy=") else line for line in labelled]
+    (folder / "open_quote.xyz").write_text("\n".join(quoted) + "\n")
+    (folder / "no_path.yaml").write_text("data:\n  energy_unit: eV\nmodel:\n  preset: sake-small\noutput: run\n")
 
 
 @pytest.fixture(scope="module")
@@ -573,6 +595,22 @@ CASES = {
         MD + ["--structure", "big.xyz", "--dcd", "a.dcd"],
         "21952 atoms (4.82e+08 atom pairs, all pairs: the model has no cutoff) need about",
     ),
+    # Tenth round.
+    "md-pdb-names-shared": (
+        MD + ["--structure", "same_names.pdb", "--dcd", "a.dcd"],
+        "21 ATOM/HETATM records, but OpenMM's reader kept 3 atoms",
+    ),
+    "md-pdb-cut-mid-record": (MD + ["--structure", "cut.pdb", "--dcd", "a.dcd"], "cut short before its coordinates"),
+    "md-coordinates-1e300": (MD + ["--structure", "far.xyz", "--dcd", "a.dcd"], "coordinates reach 1e+300 Å, beyond"),
+    "evaluate-energy-key-twice": (
+        ["evaluate", "default", "energy_twice.xyz", "--energy-unit", "eV"],
+        "energy_twice.xyz, line 2: energy= is given twice",
+    ),
+    "evaluate-open-quote": (
+        ["evaluate", "default", "open_quote.xyz", "--energy-unit", "eV"],
+        "open_quote.xyz, line 2: No closing quotation in the comment line",
+    ),
+    "train-config-without-data-path": (["train", "no_path.yaml"], "no_path.yaml.data: missing the required key(s)"),
     "evaluate-forces-not-physical": (
         ["evaluate", "default", "labels_huge_forces.xyz", "--energy-unit", "eV"],
         "the forces are not physical",
@@ -1215,3 +1253,26 @@ def test_ninth_round_names_options_units_streams_and_limits(workdir, capsys, cap
         )
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith("ERROR attnforce: PyTorch could not be loaded (") and done.stderr.count("\n") == 1
+
+
+def test_energies_that_do_not_follow_their_forces_are_warned_about(caplog):
+    """Energies shuffled between frames no longer match the forces' work between neighbouring frames."""
+    from systems.frames import Frames
+    from training.evaluation import predict
+    from training.statistics import check_data, energy_force_correlation
+
+    saved = load_model("default")
+    molecule = load_molecule(EMBEDDED_XYZ)
+    rng = np.random.default_rng(0)
+    positions = molecule.positions[None] + rng.normal(scale=0.03, size=(60,) + molecule.positions.shape)
+    numbers = np.array(molecule.atomic_numbers)
+    unlabelled = Frames(numbers, positions, np.zeros(60), np.zeros_like(positions), "perturbed aspirin")
+    energies, forces = predict(saved.potential, unlabelled)
+    labelled = Frames(numbers, positions, energies, forces, "labelled.xyz")
+    shuffled = Frames(numbers, positions, rng.permutation(energies), forces, "shuffled.xyz")
+    assert energy_force_correlation(labelled)[0] > 0.8
+    assert abs(energy_force_correlation(shuffled)[0]) < 3 / np.sqrt(60)
+    check_data(labelled, "eV")
+    assert "do not follow" not in caplog.text
+    check_data(shuffled, "eV")
+    assert "shuffled.xyz: its energies do not follow its forces: over 60 frames" in caplog.text

@@ -320,6 +320,14 @@ def _build(cls, values: Any, where: str):
         if name in PATHS and isinstance(value, str):
             value = os.path.expanduser(value)
         kwargs[name] = value
+    required = [
+        name
+        for name, field in fields.items()
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ValueError(f"{where}: missing the required key(s) {missing}")
     try:
         return cls(**kwargs)
     except TypeError as error:

@@ -136,4 +136,55 @@ def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
             f"{frames.source}: every frame's energy is {energies[0]:.8g} eV, while its forces say the frames' "
             "energies differ: the energy labels are placeholders (give a file with each frame's energy)"
         )
+    correlation, compared = energy_force_correlation(frames)
+    if correlation is not None and correlation < 3.0 / np.sqrt(compared):
+        logger.warning(
+            "%s: its energies do not follow its forces: over %d frames, the energy difference to each one's nearest "
+            "frame and the forces' work between them correlate r = %.2f (labelled MD data: 0.4-0.9); energies and "
+            "forces from different frames (a shuffled or misaligned file)?",
+            frames.source,
+            compared,
+            correlation,
+        )
     frames.check_geometry(samples)
+
+
+def _rotation_onto(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """The proper rotation R (3, 3) minimising ``|moving @ R - fixed|`` for centred (N, 3) coordinates (Kabsch)."""
+    left, _, right = np.linalg.svd(moving.T @ fixed)
+    handedness = np.sign(np.linalg.det(left @ right))
+    return left @ np.diag([1.0, 1.0, handedness]) @ right
+
+
+def energy_force_correlation(frames: Frames, samples: int = 300, fewest: int = 50) -> tuple[float | None, int]:
+    """Whether the energies belong to the forces: the correlation, over up to ``samples`` frames spread over the
+    set, between the energy difference from each frame to its nearest frame (by interatomic distances) and the
+    forces' work between the two (trapezoid rule, the neighbour rotated onto the frame). Labelled MD sets give 0.4-0.9
+    (rMD17 aspirin 0.43, rMD17 ethanol 0.82, MD17 ethanol 0.88), energies of other frames about 0.
+
+    Returns:
+        (correlation, frames compared); the correlation is None for fewer than ``fewest`` frames or frames that do
+        not differ.
+    """
+    chosen = frames.spread(samples)
+    if len(chosen) < fewest or len(frames.atomic_numbers) < 2:
+        return None, len(chosen)
+    positions = np.asarray(frames.positions[chosen], dtype=np.float64)
+    positions = positions - positions.mean(axis=1, keepdims=True)
+    forces = np.asarray(frames.forces[chosen], dtype=np.float64)
+    energies = np.asarray(frames.energies[chosen], dtype=np.float64)
+    first, second = np.triu_indices(positions.shape[1], 1)
+    distances = np.linalg.norm(positions[:, first] - positions[:, second], axis=-1)  # (S, pairs)
+    squared = np.sum(distances**2, axis=1)
+    apart = squared[:, None] + squared[None, :] - 2.0 * distances @ distances.T
+    np.fill_diagonal(apart, np.inf)
+    nearest = np.argmin(apart, axis=1)
+    work = np.empty(len(chosen))
+    for frame, neighbour in enumerate(nearest):
+        rotation = _rotation_onto(positions[neighbour], positions[frame])
+        moved = positions[neighbour] @ rotation - positions[frame]
+        work[frame] = -0.5 * np.sum((forces[frame] + forces[neighbour] @ rotation) * moved)
+    difference = energies[nearest] - energies
+    if not (np.std(difference) > 0 and np.std(work) > 0):
+        return None, len(chosen)
+    return float(np.corrcoef(difference, work)[0, 1]), len(chosen)
