@@ -175,6 +175,9 @@ def read_pdb(path: str | Path) -> Molecule:
         raise ValueError(f"{path}: no ATOM or HETATM records; a structure needs atoms")
     first_model = lines[: next((k for k, line in enumerate(lines) if line.startswith("ENDMDL")), len(lines))]
     records = [(k, line) for k, line in enumerate(first_model, 1) if line.startswith(("ATOM", "HETATM"))]
+    locations = [line[16] for _, line in records if len(line) > 16 and line[16] != " "]
+    if locations:  # OpenMM's reader keeps an atom's first alternate location only
+        records = [(k, line) for k, line in records if len(line) <= 16 or line[16] in (" ", locations[0])]
     last = lines[-1].strip() if lines else ""
     if last and ("HETATM".startswith(last) or "ATOM".startswith(last)) and len(last) < 6:
         records.append((len(lines), last))  # a record cut within its name: the file ends mid-record

@@ -1255,6 +1255,22 @@ def test_ninth_round_names_options_units_streams_and_limits(workdir, capsys, cap
         assert done.stderr.startswith("ERROR attnforce: PyTorch could not be loaded (") and done.stderr.count("\n") == 1
 
 
+def test_a_pdb_with_alternate_locations_is_read_as_openmm_reads_it(tmp_path):
+    """Atoms at two alternate locations (A, B) are legal: OpenMM keeps the first, and so does the record count."""
+    pdb = tmp_path / "mol.pdb"
+    _write_pdb(pdb)
+    lines = pdb.read_text().splitlines()
+    located = []
+    for line in lines:
+        if line.startswith(("ATOM", "HETATM")):
+            located += [line[:16] + "A" + line[17:], line[:16] + "B" + line[17:]]
+        else:
+            located.append(line)
+    (tmp_path / "alternate.pdb").write_text("\n".join(located) + "\n")
+    molecule = load_molecule(tmp_path / "alternate.pdb")
+    np.testing.assert_allclose(molecule.positions, load_molecule(pdb).positions)
+
+
 def test_energies_that_do_not_follow_their_forces_are_warned_about(caplog):
     """Energies shuffled between frames no longer match the forces' work between neighbouring frames."""
     from systems.frames import Frames
