@@ -288,7 +288,6 @@ def _forecast(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-
     from attnforce.atomic import atomic_output, check_outputs, check_suffix
     from attnforce.checkpoint import DTYPES, load_model
     from attnforce.elements import formula
@@ -649,6 +648,14 @@ class _ReportingFailures:
         return getattr(self._stream, name)
 
 
+def _discard_standard_output() -> None:
+    """Point standard output's descriptor at /dev/null, so that the buffered text Python flushes at exit goes
+    nowhere instead of failing again on a stream that already failed."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+
+
 def _reopen_closed_streams() -> None:
     """Point closed standard descriptors (a shell's ``2>&-``) at /dev/null: a file opened later would otherwise
     take descriptor 2 and receive a library's warnings. A closed standard error then loses the log, not the run."""
@@ -685,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
         sys.stdout.flush()
     except StandardOutputFailed as error:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's exit writes to it again
+        _discard_standard_output()  # else Python's exit writes to it again
         log.error(
             "standard output could not be written (%s): what the command printed is lost, the files it had "
             "finished are complete; send standard output elsewhere",
@@ -699,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("terminated (%s); outputs not finished were removed", signal.Signals(stop.signum).name)
         return 128 + stop.signum
     except BrokenPipeError:  # the reader stopped reading (``| head``): what it wanted was written
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_standard_output()
         return 0
     except Exception as error:
         if args.debug:

@@ -9,7 +9,7 @@ from attnforce import keys
 from attnforce.models import Potential
 from attnforce.units import EV_PER_ENERGY_UNIT, mev_per_ev
 from systems.frames import Frames, collate
-from training.statistics import PLAUSIBLE_FORCE_RMS, rms
+from training.statistics import PLAUSIBLE_FORCE_RMS, nearest_unit, rms
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +89,13 @@ def check_energy_unit(forces: np.ndarray, frames: Frames, energy_unit: str, marg
     predicted_rms, raw_rms = rms(predicted), rms(raw)
     if not (predicted_rms > 0 and raw_rms > 0):
         return
-    size_off = {unit: abs(np.log(raw_rms * ev / predicted_rms)) for unit, ev in EV_PER_ENERGY_UNIT.items()}
-    closest = min(size_off, key=size_off.get)
-    if closest != energy_unit and size_off[energy_unit] > np.log(margin) + size_off[closest]:
+    closest, closest_rms = nearest_unit(raw_rms, predicted_rms)
+    stated_off, closest_off = abs(np.log(raw_rms * stated / predicted_rms)), abs(np.log(closest_rms / predicted_rms))
+    if closest != energy_unit and stated_off > np.log(margin) + closest_off:
         raise ValueError(
             f"{frames.source}: read in {energy_unit}, its forces' RMS is {raw_rms * stated:.3g} eV/Å, and the "
             f"model's on the same frames is {predicted_rms:.3g} eV/Å; in {closest} it would be "
-            f"{raw_rms * EV_PER_ENERGY_UNIT[closest]:.3g} eV/Å: give --energy-unit {closest} if that is the file's unit"
+            f"{closest_rms:.3g} eV/Å: give --energy-unit {closest} if that is the file's unit"
         )
 
 

@@ -77,12 +77,13 @@ def rms(values: np.ndarray) -> float:
     return 0.0 if largest == 0 else largest * float(np.sqrt(np.mean(np.square(values / largest))))
 
 
-def unit_for_typical_forces(rms_in_file: float) -> tuple[str, float]:
-    """The energy unit that brings forces whose RMS is ``rms_in_file`` in the file's numbers closest to 1 eV/Å (the
-    middle of :data:`TYPICAL_FORCE_RMS`, on a log scale), and the RMS in eV/Å that it gives."""
+def nearest_unit(rms_in_file: float, target: float = 1.0) -> tuple[str, float]:
+    """The energy unit that brings forces whose RMS is ``rms_in_file`` in the file's numbers closest to ``target``
+    eV/Å on a log scale (by default 1 eV/Å, the middle of :data:`TYPICAL_FORCE_RMS`), and the RMS in eV/Å that it
+    gives."""
     from attnforce.units import EV_PER_ENERGY_UNIT
 
-    unit = min(EV_PER_ENERGY_UNIT, key=lambda name: abs(np.log(rms_in_file * EV_PER_ENERGY_UNIT[name])))
+    unit = min(EV_PER_ENERGY_UNIT, key=lambda name: abs(np.log(rms_in_file * EV_PER_ENERGY_UNIT[name] / target)))
     return unit, rms_in_file * EV_PER_ENERGY_UNIT[unit]
 
 
@@ -97,7 +98,7 @@ def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
     sampled = frames.spread(samples)
     force_rms = rms(np.asarray(frames.forces[sampled], dtype=np.float64))
     in_file = force_rms / EV_PER_ENERGY_UNIT[energy_unit]  # the file's numbers
-    fitting, refitted = unit_for_typical_forces(in_file) if force_rms > 0 else (energy_unit, force_rms)
+    fitting, refitted = nearest_unit(in_file) if force_rms > 0 else (energy_unit, force_rms)
     low, high = PLAUSIBLE_FORCE_RMS
     if force_rms > 0 and not low <= force_rms <= high:
         if not low <= refitted <= high:
