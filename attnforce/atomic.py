@@ -1,6 +1,7 @@
 """Output files: checked against the inputs before a run, then written whole or not at all."""
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -228,3 +229,27 @@ def check_outputs(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | 
             raise ValueError(f"{what} {path}: no permission to write in {folder}")
         if path.exists() and not os.access(path, os.W_OK):
             raise ValueError(f"{what} {path} exists and is read-only: choose another name or make it writable")
+
+
+def file_size_limit() -> int | None:
+    """This process's largest file in bytes (``ulimit -f``), None when unlimited."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def write_failure(path: str | Path, shown: str | Path) -> OSError:
+    """The error for a writer that failed on ``path`` (``shown`` to the user) without saying why, as mdtraj's DCD
+    writer does: EFBIG when the file reached this process's size limit, ENOSPC when its disk is full, else EIO."""
+    import shutil
+
+    path, limit = Path(path), file_size_limit()
+    size = path.stat().st_size if path.is_file() else 0
+    if limit is not None and size + 65536 >= limit:
+        cause = errno.EFBIG
+    elif shutil.disk_usage(path.parent).free < 1 << 20:
+        cause = errno.ENOSPC
+    else:
+        cause = errno.EIO
+    return OSError(cause, os.strerror(cause), str(shown))

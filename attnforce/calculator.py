@@ -10,9 +10,11 @@ the cell's narrowest width; partly periodic cells (slabs, wires) are refused.
 
 import numpy as np
 import torch
+from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from attnforce.checkpoint import DTYPES, load_model
+from attnforce.devices import check_device
 from attnforce.export import check_elements
 from attnforce.geometry import check_not_fused
 
@@ -32,11 +34,14 @@ class AttnforceCalculator(Calculator):
         super().__init__(**kwargs)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        check_device(device)
         self.saved = load_model(model, DTYPES[dtype])
         self.device = torch.device(device)
         self.potential = self.saved.potential.to(self.device).eval()
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if atoms is not None and not isinstance(atoms, Atoms):
+            raise TypeError(f"atoms must be an ase.Atoms, got {type(atoms).__name__} {atoms!r:.60}")
         super().calculate(atoms, properties, system_changes)
         pbc = self.atoms.pbc
         if pbc.any() and not pbc.all():

@@ -590,6 +590,15 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
         return f"{error.filename}: {error.strerror}; {fix}"
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return "no space left on the device an output goes to: free space or write elsewhere"
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:
+        from attnforce.atomic import file_size_limit
+
+        return (
+            f"{error.filename or 'an output'} reached this shell's file-size limit of {file_size_limit()} bytes "
+            "(ulimit -f): raise the limit or write less (for md, a larger --report-interval)"
+        )
+    if isinstance(error, OSError) and error.errno == errno.EIO and error.filename:
+        return f"{error.filename}: input/output error while writing it; check the disk it is on"
     if isinstance(error, MemoryError):
         detail = f": {text}" if str(error) else ""
         return f"out of memory{detail}; ask for {MEMORY_FIXES.get(command, 'less')}"

@@ -55,7 +55,7 @@ def _nearest_distances(tree, positions: np.ndarray, name: str) -> np.ndarray:
     return distances[:, 1]
 
 
-def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
+def check_positions(positions: np.ndarray, atomic_numbers, name: str, warn_lonely: bool = True) -> None:
     """ValueError for atoms closer than :data:`MIN_DISTANCE_A` (fused: no model was trained on them, and they give
     huge or NaN forces) or for a structure in which no two atoms are bonded (coordinates in bohr, nm or pm read as
     Å); a warning for atoms without a neighbour within :data:`LONELY_DISTANCE_A`.
@@ -64,6 +64,8 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
         positions: (N, 3) Å of an isolated structure (periodic ones are left to the models' minimum-image checks).
         atomic_numbers: (N,).
         name: the structure's name in messages.
+        warn_lonely: whether to warn about atoms without a neighbour (off where the structure is only being told
+            apart from other columns of a file).
     """
     positions = np.asarray(positions, dtype=np.float64)
     if len(positions) < 2:
@@ -82,7 +84,7 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
             "apart); the coordinates are probably not in Å (bohr, nm or pm?): convert them to Å"
         )
     lonely = np.flatnonzero(distances > LONELY_DISTANCE_A)
-    if len(lonely):
+    if len(lonely) and warn_lonely:
         logger.warning(
             "%s: atom(s) %s have no neighbour within %g Å; the structure is far from any molecule a model is trained "
             "on (check its units: Å)",
@@ -90,3 +92,22 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
             lonely[:10].tolist(),
             LONELY_DISTANCE_A,
         )
+
+
+#: Largest relative difference between an atom's nearest-neighbour distance and the sum of the two covalent radii
+#: that :func:`bond_like_fraction` counts as a bond (double and triple bonds are 10-20% shorter than that sum).
+BOND_LENGTH_TOLERANCE = 0.25
+
+
+def bond_like_fraction(positions: np.ndarray, atomic_numbers) -> float:
+    """The fraction of atoms whose nearest neighbour lies at a bond length: within :data:`BOND_LENGTH_TOLERANCE` of
+    the sum of the two covalent radii (ASE's). A molecule in Å scores near 1 (aspirin's and ethanol's frames: 1),
+    other triples of numbers, such as forces, far less. ``positions``: (N, 3), N >= 2, finite."""
+    from ase.data import covalent_radii
+    from scipy.spatial import cKDTree
+
+    positions = np.asarray(positions, dtype=np.float64)
+    numbers = np.asarray(atomic_numbers, dtype=np.int64)
+    distances, neighbours = cKDTree(positions).query(positions, k=2)
+    bond = covalent_radii[numbers] + covalent_radii[numbers[neighbours[:, 1]]]
+    return float(np.mean(np.abs(distances[:, 1] / bond - 1.0) <= BOND_LENGTH_TOLERANCE))

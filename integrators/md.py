@@ -23,7 +23,7 @@ from mdtraj.utils.validation import TypeCastPerformanceWarning
 from openmm import app, unit
 from tqdm.auto import tqdm
 
-from attnforce.atomic import atomic_outputs, check_outputs, check_suffix
+from attnforce.atomic import atomic_outputs, check_outputs, check_suffix, write_failure
 from attnforce.checkpoint import SavedModel
 from attnforce.export import read_metadata
 from attnforce.memory import check_evaluation_memory
@@ -219,6 +219,21 @@ def _blow_up(step: int, what: str, timestep_fs: float, temperature_k: float) -> 
     )
 
 
+class _DCDReporter(mdtraj.reporters.DCDReporter):
+    """mdtraj's DCD reporter, whose failed writes name the file and the likely cause (mdtraj 1.x raises
+    "TypeError: 'dict' object is not callable" for them: see :func:`attnforce.atomic.write_failure`)."""
+
+    def __init__(self, file: str, report_interval: int, shown: str | Path):
+        super().__init__(file, report_interval)
+        self._path, self._shown = file, shown
+
+    def report(self, simulation, state) -> None:
+        try:
+            super().report(simulation, state)
+        except (OSError, TypeError):
+            raise write_failure(self._path, self._shown) from None
+
+
 def _integrate(
     simulation: app.Simulation, steps: int, report_interval: int, writer, progress: bool, temperature_k: float
 ) -> None:
@@ -360,7 +375,7 @@ def run_md(
             app.PDBFile.writeFile(
                 molecule.topology, simulation.context.getState(getPositions=True).getPositions(), handle
             )
-        reporter = mdtraj.reporters.DCDReporter(str(partial[dcd]), report_interval)
+        reporter = _DCDReporter(str(partial[dcd]), report_interval, shown=dcd)
         simulation.reporters.append(reporter)
         start = time.perf_counter()
         with open(partial[energies_csv], "w", newline="") as handle:

@@ -111,7 +111,7 @@ def test_unknown_energy_unit_and_element_and_truncation_are_named(tmp_path, aspi
         read_extxyz(aspirin_xyz, "Ry")
     bad = tmp_path / "bad.xyz"
     bad.write_text("2\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\nXq 1 0 0 0 0 0\n")
-    with pytest.raises(ValueError, match=r"bad.xyz, line 1: bad atom line \(unknown element symbol 'Xq'\)"):
+    with pytest.raises(ValueError, match=r"bad.xyz, line 4: bad atom line \(unknown element symbol 'Xq'\)"):
         read_extxyz(bad, "eV")
     bad.write_text("3\nProperties=species:S:1:pos:R:3:forces:R:3 energy=1.0\nC 0 0 0 0 0 0\n")
     with pytest.raises(ValueError, match="truncated"):

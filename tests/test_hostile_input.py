@@ -291,6 +291,7 @@ def _round_five_files(folder: Path, lines: list[str]) -> None:
     _round_eight_files(folder)
     _round_nine_files(folder)
     _round_ten_files(folder)
+    _round_eleven_files(folder)
 
 
 def _round_six_files(folder: Path, lines: list[str]) -> None:
@@ -409,6 +410,24 @@ def _round_ten_files(folder: Path) -> None:
     quoted = [line + ' pbc="F' if line.startswith("energy=") else line for line in labelled]
     (folder / "open_quote.xyz").write_text("\n".join(quoted) + "\n")
     (folder / "no_path.yaml").write_text("data:\n  energy_unit: eV\nmodel:\n  preset: sake-small\noutput: run\n")
+
+
+def _round_eleven_files(folder: Path) -> None:
+    """Inputs of the eleventh round: energies in another unit than their forces (24 frames, enough pairs of
+    neighbours to measure it), Properties that contradict the rows, and an integrator config without its task."""
+    _labelled_frames_in_ev(folder / "labels_24.xyz", frames=24)
+    labelled = (folder / "labels_24.xyz").read_text().splitlines()
+    (folder / "energies_x1000.xyz").write_text("\n".join(_with_labels(labelled, energy=lambda e: e * 1000)) + "\n")
+    (folder / "x1000.yaml").write_text(
+        TRAIN_CONFIG.format(output="x1000_run")
+        .replace("labels_ev.xyz", "energies_x1000.xyz")
+        .replace("[2, 1, 1]", "[16, 4, 4]")
+    )
+    swapped = [line.replace("pos:R:3:forces:R:3", "forces:R:3:pos:R:3") for line in labelled]
+    (folder / "swapped.xyz").write_text("\n".join(swapped) + "\n")
+    flat = [line.replace("pos:R:3", "pos:R:2") for line in labelled]
+    (folder / "pos_two.xyz").write_text("\n".join(flat) + "\n")
+    (folder / "no_task.yaml").write_text("data:\n  data_dir: data\noutput: run\n")
 
 
 @pytest.fixture(scope="module")
@@ -725,6 +744,24 @@ CASES = {
     "lattice-1e300": (MD + ["--structure", "huge_box.xyz", "--dcd", "a.dcd"], "huge_box.xyz, line 2: Lattice="),
     "yaml-billion-laughs": (["train", "laughs.yaml"], "laughs.yaml.data.path: expected str, got [['lol', 'lol',"),
     "yaml-nested-5000-deep": (["train", "deep.yaml"], "deep.yaml: values nested too deeply"),
+    # Eleventh round.
+    "train-energies-in-another-unit-than-forces": (
+        ["train", "x1000.yaml"],
+        "energies_x1000.xyz: its energies and forces are in different units",
+    ),
+    "evaluate-energies-in-another-unit-than-forces": (
+        ["evaluate", "default", "energies_x1000.xyz", "--energy-unit", "meV"],
+        "energies in meV with forces in eV/Å give 1e+03",
+    ),
+    "evaluate-properties-against-the-rows": (
+        ["evaluate", "default", "swapped.xyz", "--energy-unit", "eV"],
+        "swapped.xyz, line 2: Properties='species:S:1:forces:R:3:pos:R:3' contradicts the rows",
+    ),
+    "evaluate-positions-in-two-columns": (
+        ["evaluate", "default", "pos_two.xyz", "--energy-unit", "eV"],
+        "pos_two.xyz, line 2: Properties='species:S:1:pos:R:2:forces:R:3' declares pos:R:2",
+    ),
+    "train-integrator-config-without-task": (["train", "no_task.yaml"], "no_task.yaml.data: ['data_dir'] belong to"),
 }
 
 
@@ -1271,24 +1308,108 @@ def test_a_pdb_with_alternate_locations_is_read_as_openmm_reads_it(tmp_path):
     np.testing.assert_allclose(molecule.positions, load_molecule(pdb).positions)
 
 
+def _model_labelled_aspirin(frames: int, spread_a: float, seed: int = 0):
+    """``frames`` aspirin structures displaced by ``spread_a`` Å (normal, per coordinate) and labelled by the
+    embedded model, in eV and eV/Å."""
+    from systems.frames import Frames
+    from training.evaluation import predict
+
+    molecule = load_molecule(EMBEDDED_XYZ)
+    rng = np.random.default_rng(seed)
+    positions = molecule.positions[None] + rng.normal(scale=spread_a, size=(frames,) + molecule.positions.shape)
+    numbers = np.array(molecule.atomic_numbers)
+    unlabelled = Frames(numbers, positions, np.zeros(frames), np.zeros_like(positions), "perturbed aspirin")
+    energies, forces = predict(load_model("default").potential, unlabelled)
+    return Frames(numbers, positions, energies, forces, "labelled.xyz")
+
+
 def test_energies_that_do_not_follow_their_forces_are_warned_about(caplog):
     """Energies shuffled between frames no longer match the forces' work between neighbouring frames."""
     from systems.frames import Frames
-    from training.evaluation import predict
-    from training.statistics import check_data, energy_force_correlation
+    from training.statistics import check_data, energy_force_agreement
 
-    saved = load_model("default")
-    molecule = load_molecule(EMBEDDED_XYZ)
-    rng = np.random.default_rng(0)
-    positions = molecule.positions[None] + rng.normal(scale=0.03, size=(60,) + molecule.positions.shape)
-    numbers = np.array(molecule.atomic_numbers)
-    unlabelled = Frames(numbers, positions, np.zeros(60), np.zeros_like(positions), "perturbed aspirin")
-    energies, forces = predict(saved.potential, unlabelled)
-    labelled = Frames(numbers, positions, energies, forces, "labelled.xyz")
-    shuffled = Frames(numbers, positions, rng.permutation(energies), forces, "shuffled.xyz")
-    assert energy_force_correlation(labelled)[0] > 0.8
-    assert abs(energy_force_correlation(shuffled)[0]) < 3 / np.sqrt(60)
+    labelled = _model_labelled_aspirin(120, 0.03)
+    rng = np.random.default_rng(1)
+    shuffled = Frames(
+        labelled.atomic_numbers, labelled.positions, rng.permutation(labelled.energies), labelled.forces, "shuffled.xyz"
+    )
+    exact, unrelated = energy_force_agreement(labelled), energy_force_agreement(shuffled)
+    assert exact.compared == unrelated.compared == 60  # the closer half of 120 neighbour pairs
+    assert exact.correlation > 0.8 and 0.5 < exact.scale < 2.0
+    assert abs(unrelated.correlation) < 3 / np.sqrt(60)
     check_data(labelled, "eV")
     assert "do not follow" not in caplog.text
     check_data(shuffled, "eV")
-    assert "shuffled.xyz: its energies do not follow its forces: over 60 frames" in caplog.text
+    assert "shuffled.xyz: its energies do not follow its forces: over 60 pairs of neighbouring frames" in caplog.text
+
+
+def test_sparse_frames_of_a_large_molecule_are_not_called_misaligned(aspirin_xyz, caplog):
+    """100 frames spread over rMD17 aspirin's 1000 are far apart (0.4 Å RMSD to the nearest): over every pair
+    their energies and work decorrelate (r = -0.01), over the closer half they do not (0.74)."""
+    from systems.readers import read_dataset
+    from training.statistics import check_data, energy_force_agreement
+
+    frames = read_dataset(aspirin_xyz, "meV")
+    sparse = frames.subset(frames.spread(100))
+    agreement = energy_force_agreement(sparse)
+    assert agreement.correlation > 3 / np.sqrt(agreement.compared) and 0.3 < agreement.scale < 1.1
+    check_data(sparse, "meV")
+    assert "do not follow" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "factor, reading",
+    [
+        (1000.0, "energies in meV with forces in eV/Å give 1e+03"),
+        (1e-3, "energies in eV with forces in meV/Å give 0.001"),
+        (96.485, "energies in kJ/mol with forces in eV/Å give 96.5"),
+    ],
+)
+def test_energies_and_forces_in_different_units_are_refused(factor, reading):
+    """Energies scaled against their forces (battery 8's U05: eV energies times 1000, declared eV, trained silently)
+    are refused whatever unit is declared, with the readings that would give the measured factor."""
+    from systems.frames import Frames
+    from training.statistics import check_data
+
+    labelled = _model_labelled_aspirin(40, 0.03)
+    scaled = Frames(
+        labelled.atomic_numbers, labelled.positions, labelled.energies * factor, labelled.forces, "scaled.xyz"
+    )
+    for declared in ("eV", "meV"):
+        with pytest.raises(ValueError, match="scaled.xyz: its energies and forces are in different units") as error:
+            check_data(scaled, declared)
+        assert reading in str(error.value)
+
+
+def test_eleventh_round_devices_atoms_and_a_file_size_limit(tmp_path):
+    """The calculator names a device that is not there and atoms that are not Atoms; a DCD that reaches the
+    shell's file-size limit (``ulimit -f``) is named with the limit, not mdtraj's "'dict' object is not callable",
+    and leaves no output."""
+    import resource
+
+    from attnforce.calculator import AttnforceCalculator
+
+    with pytest.raises(ValueError, match=r"device 123 \(torch reads it as cuda:123\)"):
+        AttnforceCalculator("sake", device=123 if not torch.cuda.device_count() > 123 else "cuda:999")
+    with pytest.raises(ValueError, match="attnforce runs models on cpu or cuda devices"):
+        AttnforceCalculator("sake", device="meta")
+    with pytest.raises(TypeError, match="atoms must be an ase.Atoms, got str 'notatoms'"):
+        AttnforceCalculator("sake").calculate("notatoms")
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 1024, resource.RLIM_INFINITY))
+
+    (tmp_path / "mol.xyz").write_bytes(EMBEDDED_XYZ.read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "attnforce.cli", "md", "--structure", "mol.xyz", "--steps", "3000", "--dcd", "run.dcd"]
+        + ["--report-interval", "1", "--no-minimize", "--platform", "CPU"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "run.dcd reached this shell's file-size limit of 51200 bytes (ulimit -f)" in result.stderr
+    assert "Traceback" not in result.stderr and "TypeError" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mol.xyz"]

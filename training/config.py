@@ -346,6 +346,18 @@ def load_config(path: str | Path) -> ExperimentConfig | ForecastExperimentConfig
     except RecursionError:
         raise ValueError(f"{path}: values nested too deeply to be a config (lists or mappings in each other)") from None
     forecast = isinstance(values, dict) and isinstance(values.get("data"), dict) and "task" in values["data"]
+    if not forecast and isinstance(values, dict) and isinstance(values.get("data"), dict):
+        names = {f.name for f in dataclasses.fields(ForecastDataConfig)} - {
+            f.name for f in dataclasses.fields(DataConfig)
+        }
+        integrator_keys = sorted(set(values["data"]) & names)
+        if integrator_keys:
+            from systems.forecasting import TASK_NAMES
+
+            raise ValueError(
+                f"{path}.data: {integrator_keys} belong to a learned-integrator config, which names its task: add "
+                f"data.task (one of {', '.join(TASK_NAMES)})"
+            )
     config = _build(ForecastExperimentConfig if forecast else ExperimentConfig, values, str(path))
     check_config(config, str(path))
     return config

@@ -10,6 +10,7 @@ import torch
 from openmm import app, unit
 
 from attnforce.checkpoint import SavedModel, load_model
+from attnforce.devices import check_device
 from attnforce.elements import formula
 from attnforce.export import build_module, is_torchscript, read_metadata
 from attnforce.nn import check_minimum_image
@@ -218,19 +219,6 @@ def learned_force(
         ", periodic" if box is not None else "",
     )
     return force
-
-
-def check_device(device: str) -> None:
-    """ValueError for a torch device that is malformed or not on this machine (``cuda:7`` with one GPU, or none)."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) torch can use; give "
-            "device='cpu' or an existing GPU"
-        )
 
 
 def check_box(box_vectors, cutoff: float | None) -> None:
