@@ -1413,3 +1413,21 @@ def test_eleventh_round_devices_atoms_and_a_file_size_limit(tmp_path):
     assert "run.dcd reached this shell's file-size limit of 51200 bytes (ulimit -f)" in result.stderr
     assert "Traceback" not in result.stderr and "TypeError" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mol.xyz"]
+
+
+def test_repeated_frames_say_nothing_of_the_energy_unit():
+    """Twenty copies of one frame (battery 9's N11) have no neighbour to compare: the check passes them by, where
+    it divided by zero."""
+    from systems.frames import Frames
+    from training.statistics import check_data, energy_force_agreement
+
+    one = _model_labelled_aspirin(1, 0.03)
+    repeated = Frames(
+        one.atomic_numbers,
+        np.repeat(one.positions, 20, axis=0),
+        np.repeat(one.energies, 20),
+        np.repeat(one.forces, 20, axis=0),
+        "repeated.xyz",
+    )
+    assert energy_force_agreement(repeated).scale is None
+    check_data(repeated, "eV")

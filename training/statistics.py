@@ -117,12 +117,13 @@ def check_data(frames: Frames, energy_unit: str, samples: int = 100) -> None:
         )
     frames.check_geometry(samples)  # before the energies' changes, which assume Å
     agreement = energy_force_agreement(frames)
-    scale_low, scale_high = PLAUSIBLE_ENERGY_WORK_SCALE
-    if agreement.scale is not None and not scale_low <= agreement.scale <= scale_high:
+    window = plausible_scale(agreement.compared)
+    if agreement.scale is not None and window is not None and not window[0] <= agreement.scale <= window[1]:
         candidates = unit_pairs_near(agreement.scale)
         raise ValueError(
             f"{frames.source}: its energies and forces are in different units: between neighbouring frames the "
-            f"energies change {agreement.scale:.3g} times the forces' work (labelled data: 0.3-1.1"
+            f"energies change {agreement.scale:.3g} times the forces' work (labelled data: {window[0]:g}-{window[1]:g} "
+            f"over {agreement.compared} pairs"
             + (f"; {', '.join(candidates)}" if candidates else "")
             + "): convert the energies or the forces so that both use one energy unit"
         )
@@ -171,10 +172,23 @@ def _rotation_onto(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
 
 #: Interatomic distances, at most, that describe a frame in :func:`energy_force_agreement`'s neighbour search.
 DESCRIPTOR_PAIRS = 2000
-#: Energy changes over force work, median over median, that labelled data give between neighbouring frames
-#: (measured on 20-1000 frames of rMD17 aspirin, rMD17 ethanol and MD17 ethanol: 0.34-1.08; energies shuffled between
-#: frames: 0.4-1.7). Outside, energies and forces are in different units (meV against eV gives 1000).
-PLAUSIBLE_ENERGY_WORK_SCALE = (0.1, 10.0)
+#: Energy changes over force work, median over median, that labelled data give between neighbouring frames, by the
+#: fewest pairs compared: measured on random subsets of rMD17 aspirin, rMD17 ethanol and MD17 ethanol, 0.11-4.3 for
+#: 10 pairs (20 frames, 100 subsets each), 0.33-1.75 for 25, 0.48-1.49 for 50; energies shuffled between frames give
+#: 0.4-1.7. Outside, energies and forces are in different units (meV against eV gives 1000). Fewer than 10 pairs
+#: (6 frames: 0.005-3752) say nothing.
+PLAUSIBLE_ENERGY_WORK_SCALE = {10: (0.02, 50.0), 25: (0.1, 10.0)}
+
+
+def plausible_scale(compared: int) -> tuple[float, float] | None:
+    """The range of :data:`PLAUSIBLE_ENERGY_WORK_SCALE` for ``compared`` pairs, None for too few."""
+    fitting = [fewest for fewest in PLAUSIBLE_ENERGY_WORK_SCALE if compared >= fewest]
+    return PLAUSIBLE_ENERGY_WORK_SCALE[max(fitting)] if fitting else None
+
+
+#: Displacement (Å, RMS over atoms) below which two frames count as one repeated frame in
+#: :func:`energy_force_agreement`.
+MIN_DISPLACEMENT_A = 1e-3
 
 
 class EnergyForceAgreement(NamedTuple):
@@ -224,12 +238,14 @@ def energy_force_agreement(
         moved = positions[neighbour] @ rotation - positions[frame]
         work[frame] = -0.5 * np.sum((forces[frame] + forces[neighbour] @ rotation) * moved)
         displacement[frame] = np.sqrt(np.mean(np.sum(moved**2, axis=-1)))
-    closer = np.argsort(displacement, kind="stable")[: len(chosen) // 2]
+    apart_enough = np.flatnonzero(displacement > MIN_DISPLACEMENT_A)  # repeated frames say nothing of the scale
+    closer = apart_enough[np.argsort(displacement[apart_enough], kind="stable")[: len(apart_enough) // 2]]
     difference, work = energies[nearest[closer]] - energies[closer], work[closer]
     typical_work = float(np.median(np.abs(work)))
-    scale = None
-    if len(closer) >= fewest_for_scale and typical_work > 0:
-        scale = float(np.median(np.abs(difference))) / typical_work
+    typical_difference = float(np.median(np.abs(difference))) if len(closer) else 0.0
+    scale = None  # energies that do not change are placeholders, which check_data names as such
+    if len(closer) >= fewest_for_scale and typical_work > 0 and typical_difference > 0:
+        scale = typical_difference / typical_work
     correlation = None
     if len(closer) >= fewest and np.std(difference) > 0 and np.std(work) > 0:
         correlation = float(np.corrcoef(difference, work)[0, 1])
