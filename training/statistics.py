@@ -241,7 +241,7 @@ def energy_force_agreement(
     apart_enough = np.flatnonzero(displacement > MIN_DISPLACEMENT_A)  # repeated frames say nothing of the scale
     closer = apart_enough[np.argsort(displacement[apart_enough], kind="stable")[: len(apart_enough) // 2]]
     difference, work = energies[nearest[closer]] - energies[closer], work[closer]
-    typical_work = float(np.median(np.abs(work)))
+    typical_work = float(np.median(np.abs(work))) if len(closer) else 0.0
     typical_difference = float(np.median(np.abs(difference))) if len(closer) else 0.0
     scale = None  # energies that do not change are placeholders, which check_data names as such
     if len(closer) >= fewest_for_scale and typical_work > 0 and typical_difference > 0:
