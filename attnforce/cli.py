@@ -593,9 +593,15 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     if isinstance(error, OSError) and error.errno == errno.EFBIG:
         from attnforce.atomic import file_size_limit
 
+        limit = file_size_limit()
         return (
-            f"{error.filename or 'an output'} reached this shell's file-size limit of {file_size_limit()} bytes "
-            "(ulimit -f): raise the limit or write less (for md, a larger --report-interval)"
+            f"{error.filename or 'an output'} reached "
+            + (
+                f"this shell's file-size limit of {limit} bytes (ulimit -f)"
+                if limit
+                else "its file system's file size limit"
+            )
+            + ": raise the limit or write less (for md, a larger --report-interval)"
         )
     if isinstance(error, OSError) and error.errno == errno.EIO and error.filename:
         return f"{error.filename}: input/output error while writing it; check the disk it is on"

@@ -55,7 +55,7 @@ def _nearest_distances(tree, positions: np.ndarray, name: str) -> np.ndarray:
     return distances[:, 1]
 
 
-def check_positions(positions: np.ndarray, atomic_numbers, name: str, warn_lonely: bool = True) -> None:
+def check_positions(positions: np.ndarray, atomic_numbers, name: str) -> None:
     """ValueError for atoms closer than :data:`MIN_DISTANCE_A` (fused: no model was trained on them, and they give
     huge or NaN forces) or for a structure in which no two atoms are bonded (coordinates in bohr, nm or pm read as
     Å); a warning for atoms without a neighbour within :data:`LONELY_DISTANCE_A`.
@@ -64,8 +64,6 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str, warn_lonel
         positions: (N, 3) Å of an isolated structure (periodic ones are left to the models' minimum-image checks).
         atomic_numbers: (N,).
         name: the structure's name in messages.
-        warn_lonely: whether to warn about atoms without a neighbour (off where the structure is only being told
-            apart from other columns of a file).
     """
     positions = np.asarray(positions, dtype=np.float64)
     if len(positions) < 2:
@@ -84,7 +82,7 @@ def check_positions(positions: np.ndarray, atomic_numbers, name: str, warn_lonel
             "apart); the coordinates are probably not in Å (bohr, nm or pm?): convert them to Å"
         )
     lonely = np.flatnonzero(distances > LONELY_DISTANCE_A)
-    if len(lonely) and warn_lonely:
+    if len(lonely):
         logger.warning(
             "%s: atom(s) %s have no neighbour within %g Å; the structure is far from any molecule a model is trained "
             "on (check its units: Å)",

@@ -57,25 +57,27 @@ def _write_pdb(path: Path) -> None:
         app.PDBFile.writeFile(molecule.topology, molecule.positions * unit.angstrom, handle)
 
 
-def _labelled_frames_in_ev(path: Path, frames: int = 4) -> None:
-    """Extended XYZ of perturbed aspirin labelled by the embedded model (plus noise), energies in eV."""
+def _model_labelled_aspirin(frames: int, spread_a: float, rng: np.random.Generator | None = None):
+    """``frames`` aspirin structures displaced by ``spread_a`` Å (normal, per coordinate, drawn from ``rng``, by
+    default seeded 0) and labelled by the embedded model, in eV and eV/Å."""
+    from systems.frames import Frames
     from training.evaluation import predict
 
-    saved = load_model("default")
     molecule = load_molecule(EMBEDDED_XYZ)
-    rng = np.random.default_rng(0)
-    positions = molecule.positions[None] + rng.normal(scale=0.03, size=(frames,) + molecule.positions.shape)
-    from systems.frames import Frames
+    rng = np.random.default_rng(0) if rng is None else rng
+    positions = molecule.positions[None] + rng.normal(scale=spread_a, size=(frames,) + molecule.positions.shape)
+    numbers = np.array(molecule.atomic_numbers)
+    unlabelled = Frames(numbers, positions, np.zeros(frames), np.zeros_like(positions), "perturbed aspirin")
+    energies, forces = predict(load_model("default").potential, unlabelled)
+    return Frames(numbers, positions, energies, forces, "labelled.xyz")
 
-    unlabelled = Frames(
-        atomic_numbers=np.array(molecule.atomic_numbers),
-        positions=positions,
-        energies=np.zeros(frames),
-        forces=np.zeros_like(positions),
-        source=str(path),
-    )
-    energies, forces = predict(saved.potential, unlabelled)
-    forces = forces + rng.normal(scale=0.03, size=forces.shape)
+
+def _labelled_frames_in_ev(path: Path, frames: int = 4) -> None:
+    """Extended XYZ of perturbed aspirin labelled by the embedded model (plus noise), energies in eV."""
+    rng = np.random.default_rng(0)
+    labelled = _model_labelled_aspirin(frames, 0.03, rng)
+    positions, energies = labelled.positions, labelled.energies
+    forces = labelled.forces + rng.normal(scale=0.03, size=labelled.forces.shape)
     symbols = [line.split()[0] for line in _xyz_lines()[2:]]
     lines = []
     for k in range(frames):
@@ -1306,21 +1308,6 @@ def test_a_pdb_with_alternate_locations_is_read_as_openmm_reads_it(tmp_path):
     (tmp_path / "alternate.pdb").write_text("\n".join(located) + "\n")
     molecule = load_molecule(tmp_path / "alternate.pdb")
     np.testing.assert_allclose(molecule.positions, load_molecule(pdb).positions)
-
-
-def _model_labelled_aspirin(frames: int, spread_a: float, seed: int = 0):
-    """``frames`` aspirin structures displaced by ``spread_a`` Å (normal, per coordinate) and labelled by the
-    embedded model, in eV and eV/Å."""
-    from systems.frames import Frames
-    from training.evaluation import predict
-
-    molecule = load_molecule(EMBEDDED_XYZ)
-    rng = np.random.default_rng(seed)
-    positions = molecule.positions[None] + rng.normal(scale=spread_a, size=(frames,) + molecule.positions.shape)
-    numbers = np.array(molecule.atomic_numbers)
-    unlabelled = Frames(numbers, positions, np.zeros(frames), np.zeros_like(positions), "perturbed aspirin")
-    energies, forces = predict(load_model("default").potential, unlabelled)
-    return Frames(numbers, positions, energies, forces, "labelled.xyz")
 
 
 def test_energies_that_do_not_follow_their_forces_are_warned_about(caplog):

@@ -197,24 +197,23 @@ class EnergyForceAgreement(NamedTuple):
     #: Pearson correlation of energy differences with the forces' work; None for fewer than ``fewest`` pairs.
     correlation: float | None
     #: Median absolute energy difference over median absolute work (dimensionless, 1 for exact labels and close
-    #: neighbours); None for fewer than ``fewest_for_scale`` pairs or where the work vanishes.
+    #: neighbours); None where either vanishes. How far it may be trusted depends on ``compared``
+    #: (:func:`plausible_scale`).
     scale: float | None
     #: Pairs of neighbouring frames compared.
     compared: int
 
 
-def energy_force_agreement(
-    frames: Frames, samples: int = 300, fewest: int = 50, fewest_for_scale: int = 10
-) -> EnergyForceAgreement:
+def energy_force_agreement(frames: Frames, samples: int = 300, fewest: int = 50) -> EnergyForceAgreement:
     """Whether the energies belong to the forces: for up to ``samples`` frames spread over the set, the energy
     difference from each frame to its nearest frame (by up to :data:`DESCRIPTOR_PAIRS` interatomic distances)
     against the forces' work between the two (trapezoid rule, the neighbour rotated onto the frame). The closer half
     of these pairs is kept, where the trapezoid rule holds: far neighbours of sparse samples decorrelate even exact
     labels (100 frames of rMD17 aspirin: r = -0.01 over all pairs, 0.74 over the closer half).
 
-    Measured over the closer half, on 20-1000 frames of rMD17 aspirin, rMD17 ethanol and MD17 ethanol: correlation
-    0.74-0.98 from 100 frames up, below 0.3 in size with energies shuffled between frames; scale 0.34-1.08
-    (shuffled 0.4-1.7).
+    Measured over the closer half, on rMD17 aspirin, rMD17 ethanol and MD17 ethanol: correlation 0.74-0.98 from 100
+    frames up, below 0.3 in size with energies shuffled between frames; the scale's spread against the pairs compared
+    is in :data:`PLAUSIBLE_ENERGY_WORK_SCALE`.
     """
     chosen = frames.spread(samples)
     if len(chosen) < 4 or len(frames.atomic_numbers) < 2:
@@ -244,7 +243,7 @@ def energy_force_agreement(
     typical_work = float(np.median(np.abs(work))) if len(closer) else 0.0
     typical_difference = float(np.median(np.abs(difference))) if len(closer) else 0.0
     scale = None  # energies that do not change are placeholders, which check_data names as such
-    if len(closer) >= fewest_for_scale and typical_work > 0 and typical_difference > 0:
+    if typical_work > 0 and typical_difference > 0:
         scale = typical_difference / typical_work
     correlation = None
     if len(closer) >= fewest and np.std(difference) > 0 and np.std(work) > 0:
