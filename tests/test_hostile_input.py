@@ -1372,7 +1372,6 @@ def test_eleventh_round_devices_atoms_and_a_file_size_limit(tmp_path):
     """The calculator names a device that is not there and atoms that are not Atoms; a DCD that reaches the
     shell's file-size limit (``ulimit -f``) is named with the limit, not mdtraj's "'dict' object is not callable",
     and leaves no output."""
-    import resource
 
     from attnforce.calculator import AttnforceCalculator
 
@@ -1383,18 +1382,16 @@ def test_eleventh_round_devices_atoms_and_a_file_size_limit(tmp_path):
     with pytest.raises(TypeError, match="atoms must be an ase.Atoms, got str 'notatoms'"):
         AttnforceCalculator("sake").calculate("notatoms")
 
-    def limit_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 1024, resource.RLIM_INFINITY))
-
     (tmp_path / "mol.xyz").write_bytes(EMBEDDED_XYZ.read_bytes())
+    limited = ["bash", "-c", 'ulimit -f 50 && exec "$0" "$@"', sys.executable]  # no fork hook in this threaded process
     result = subprocess.run(
-        [sys.executable, "-m", "attnforce.cli", "md", "--structure", "mol.xyz", "--steps", "3000", "--dcd", "run.dcd"]
+        limited
+        + ["-m", "attnforce.cli", "md", "--structure", "mol.xyz", "--steps", "3000", "--dcd", "run.dcd"]
         + ["--report-interval", "1", "--no-minimize", "--platform", "CPU"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         timeout=300,
-        preexec_fn=limit_file_size,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "run.dcd reached this shell's file-size limit of 51200 bytes (ulimit -f)" in result.stderr
