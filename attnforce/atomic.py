@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -50,6 +51,9 @@ for path in sorted(pending, key=len, reverse=True):
         pass
 """
 _watchers: dict[int, subprocess.Popen] = {}
+#: Held while finished outputs are renamed to their names, so that :func:`abandon_outputs` never ends the process
+#: between the renames of one run's files.
+_committing = threading.RLock()
 
 
 def _watch(sign: str, path: Path) -> None:
@@ -71,6 +75,19 @@ def _watch(sign: str, path: Path) -> None:
         watcher.stdin.flush()
     except OSError:  # the watcher is gone: the next run's clean-up (:func:`_remove_stale_partials`) remains
         pass
+
+
+def abandon_outputs() -> None:
+    """Remove this process's temporary outputs now, for a process about to end without unwinding (``os._exit``):
+    once no output is being renamed, the watcher's input is closed and it is given a few seconds to remove what it
+    lists. The commit lock is kept, so that nothing is renamed after."""
+    _committing.acquire()
+    watcher = _watchers.pop(os.getpid(), None)
+    if watcher is None:
+        return
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        watcher.stdin.close()
+        watcher.wait(timeout=5)
 
 
 #: The installed package: its embedded models and data are inputs of every command, never outputs.
@@ -116,8 +133,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give them the usual permissions
-        os.replace(tmp, path)
-        done = True
+        with _committing:
+            os.replace(tmp, path)
+            done = True
     finally:
         Path(tmp).unlink(missing_ok=True)
         if not done:  # the folders made for this output go too, if nothing else was put there
@@ -133,6 +151,8 @@ def atomic_outputs(paths: Iterable[str | Path]) -> Iterator[dict[Path, Path]]:
     of the others either."""
     with ExitStack() as stack:
         yield {Path(path): stack.enter_context(atomic_output(path)) for path in paths}
+        with _committing:  # all renamed, or (the block having raised) none
+            stack.close()
 
 
 def make_folders(folder: str | Path) -> list[Path]:

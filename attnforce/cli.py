@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+import attnforce
+
 #: Steps between saved frames of ``attnforce md`` unless --report-interval says otherwise.
 DEFAULT_REPORT_INTERVAL = 100
 
@@ -634,6 +636,75 @@ def _terminate(signum, frame) -> None:
     raise Terminated(signum)
 
 
+#: Seconds a stop signal (Ctrl-C or :data:`STOP_SIGNALS`) is given to end the command the usual way, by an exception
+#: that removes its temporary outputs as it unwinds, before :class:`_StopWatch` ends the process.
+STOP_GRACE_S = 3.0
+
+
+def _stop_exit_status(signum: int) -> int:
+    return 130 if signum == signal.SIGINT else 128 + signum
+
+
+def _stopped(signum: int) -> str:
+    """The last line of a command ended by the stop signal ``signum``."""
+    cause = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
+    return f"{cause}; outputs not finished were removed"
+
+
+def _stop_behind(error: BaseException) -> int | None:
+    """The stop signal whose exception ``error`` wraps (its cause or context, at any depth), None if none does."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, Terminated):
+            return error.signum
+        if isinstance(error, KeyboardInterrupt):
+            return signal.SIGINT
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class _StopWatch:
+    """Ends the process when a stop signal goes unanswered: Python runs a signal's handler only between bytecodes,
+    so while C++ runs (OpenMM's minimiser, which returns only when done, or openmm-torch's first evaluations, which
+    compile the model) the handler waits, for minutes on a large or busy machine. Python's C handler also writes each
+    signal's number to a pipe (``signal.set_wakeup_fd``); this thread reads it, and if the command has not ended
+    :data:`STOP_GRACE_S` seconds later it removes the temporary outputs (:func:`attnforce.atomic.abandon_outputs`)
+    and ends the process with the signal's exit status. OpenMM releases the GIL while it works, so the thread runs.
+
+    ``received`` is the first stop signal's number, None while there was none."""
+
+    def __init__(self, log: logging.Logger):
+        self._log, self.received = log, None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)  # the C handler must never block
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="attnforce-stop-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        from attnforce.atomic import abandon_outputs
+
+        stops = {signal.SIGINT, *STOP_SIGNALS}
+        while self.received is None and (data := os.read(self._read, 64)):
+            self.received = next((signum for signum in data if signum in stops), None)
+        if self.received is None or self._finished.wait(STOP_GRACE_S):
+            return
+        abandon_outputs()
+        self._log.error("%s", _stopped(self.received))
+        logging.shutdown()
+        os._exit(_stop_exit_status(self.received))
+
+    def close(self) -> None:
+        """Stop watching: the command has ended (a signal that arrives now is Python's again)."""
+        self._finished.set()
+        signal.set_wakeup_fd(self._previous)
+        os.close(self._write)  # the thread's read returns
+        self._thread.join()
+        os.close(self._read)
+
+
 class StandardOutputFailed(OSError):
     """Writing standard output failed (a full device behind ``>``, say), as opposed to writing an output file."""
 
@@ -703,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
     stdout, sys.stdout = sys.stdout, _ReportingFailures(sys.stdout)
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous = {signum: signal.signal(signum, _terminate) for signum in STOP_SIGNALS} if in_main_thread else {}
+    loading = getattr(attnforce, "_interrupted", None)  # the command line's Ctrl-C handler while it loads
+    if in_main_thread and loading is not None and signal.getsignal(signal.SIGINT) is loading:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is ours now
+    watch = _StopWatch(log) if in_main_thread else None
     try:
         args.handler(args)
         sys.stdout.flush()
@@ -714,24 +789,28 @@ def main(argv: list[str] | None = None) -> int:
             error.strerror or error,
         )
         return 2
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
-    except Terminated as stop:
-        log.error("terminated (%s); outputs not finished were removed", signal.Signals(stop.signum).name)
-        return 128 + stop.signum
+    except (KeyboardInterrupt, Terminated) as stop:
+        signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+        log.error("%s", _stopped(signum))
+        return _stop_exit_status(signum)
     except BrokenPipeError:  # the reader stopped reading (``| head``): what it wanted was written
         _discard_standard_output()
         return 0
     except Exception as error:
         if args.debug:
             raise
+        stop = _stop_behind(error) or (watch.received if watch is not None else None)
+        if stop is not None:  # the signal's exception, wrapped by a library
+            log.error("%s", _stopped(stop))
+            return _stop_exit_status(stop)
         log.error("%s", describe_error(error, args.command))
         return 2
     finally:
+        if watch is not None:
+            watch.close()
         sys.stdout = stdout
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, handler in previous.items():  # Ctrl-C during the exit that follows changes nothing
+            signal.signal(signum, signal.SIG_IGN if handler is loading else handler)
     return 0
 
 

@@ -219,25 +219,6 @@ def _blow_up(step: int, what: str, timestep_fs: float, temperature_k: float) -> 
     )
 
 
-#: L-BFGS iterations per call of OpenMM's minimiser in :func:`_minimise`, and the calls at most.
-MINIMISATION_CHUNK, MINIMISATION_CALLS = 50, 200
-
-
-def _minimise(simulation: app.Simulation) -> None:
-    """OpenMM's minimiser (its default tolerance) in calls of :data:`MINIMISATION_CHUNK` iterations until a call no
-    longer lowers the energy, so that a stop signal's handler runs between calls: OpenMM's minimiser is C++ and holds
-    a signal until it returns (a Python minimisation reporter cannot help: it holds the GIL while openmm-torch's
-    autograd runs, which torch refuses)."""
-    energy = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    for _ in range(MINIMISATION_CALLS):
-        simulation.minimizeEnergy(maxIterations=MINIMISATION_CHUNK)
-        state = simulation.context.getState(getEnergy=True)
-        lowered = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        if not energy - lowered > 1e-6 * max(1.0, abs(lowered)):
-            return
-        energy = lowered
-
-
 class _DCDReporter(mdtraj.reporters.DCDReporter):
     """mdtraj's DCD reporter, whose failed writes name the file and the likely cause (mdtraj 1.x raises
     "TypeError: 'dict' object is not callable" for them: see :func:`attnforce.atomic.write_failure`)."""
@@ -383,7 +364,7 @@ def run_md(
     simulation = app.Simulation(molecule.topology, system, integrator, chosen)
     simulation.context.setPositions(molecule.positions * unit.angstrom)
     if minimize:
-        _minimise(simulation)
+        simulation.minimizeEnergy()  # a stop signal meanwhile: attnforce.cli._StopWatch
     if seed is None:
         simulation.context.setVelocitiesToTemperature(temperature)
     else:

@@ -960,6 +960,71 @@ def test_terminated_md_removes_its_partial_files(tmp_path, stop):
     assert list(tmp_path.iterdir()) == []
 
 
+#: A command stuck in C++ with stop signals blocked in its main thread, so that Python's handler never runs (as in
+#: OpenMM's minimiser, which holds a signal's handler until it returns): it has started an output and says so.
+_STUCK_IN_CPP = """
+import ctypes, signal, sys
+import attnforce.cli
+from attnforce.atomic import atomic_output
+
+def stuck(args):
+    with atomic_output("out.csv") as tmp:
+        tmp.write_text("half of a table")
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        print("ready", flush=True)
+        ctypes.CDLL(None).sleep(60)
+
+attnforce.cli._info = stuck
+sys.exit(attnforce.cli.main(["info"]))
+"""
+
+
+def test_a_stop_signal_ends_a_command_stuck_in_cpp(tmp_path):
+    """SIGTERM while C++ holds the handler back: the stop watch removes the started output and ends the process
+    STOP_GRACE_S later with 128 + SIGTERM and one line, instead of after the C++ returns."""
+    from attnforce.cli import STOP_GRACE_S
+
+    run = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_IN_CPP], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert run.stdout.readline() == "ready\n", run.stderr.read()
+    assert [p.name for p in tmp_path.iterdir() if ".partial." in p.name]  # the output is being written
+    sent = time.monotonic()
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=40) == 128 + signal.SIGTERM
+    waited = time.monotonic() - sent
+    stderr = run.stderr.read()
+    assert "terminated (SIGTERM); outputs not finished were removed" in stderr and "Traceback" not in stderr
+    assert STOP_GRACE_S <= waited < 40  # the watch ended it, not the end of the 60 s sleep
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_signal_wrapped_by_a_library_is_still_a_stop(monkeypatch, caplog):
+    """A library that turns the signal's exception into its own (as a failed import's ``__set_name__`` does): the
+    command still ends as stopped, with the signal's status, not as a failure of that library."""
+    import attnforce.cli
+
+    def wrapped(args):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException as error:
+            raise RuntimeError("Error calling __set_name__") from error
+
+    monkeypatch.setattr(attnforce.cli, "_info", wrapped)
+    assert main(["info"]) == 128 + signal.SIGTERM
+    assert "terminated (SIGTERM)" in caplog.text and "__set_name__" not in caplog.text
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(tmp_path):
+    """Ctrl-C during the imports, before ``main`` runs: one line and 130, not the traceback of an import."""
+    script = (  # Python's own Ctrl-C handler, even where the test runs with SIGINT ignored (a background job)
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv[0] = 'attnforce'; "
+        "import attnforce; signal.raise_signal(signal.SIGINT)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr.strip() == "ERROR attnforce: interrupted", done.stderr
+
+
 def test_closed_and_broken_standard_output(tmp_path):
     """Results printed to a closed standard output would be lost: refused. A reader that stops early (``| head``)
     is normal use: exit 0 and no error."""
