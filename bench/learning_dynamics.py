@@ -77,6 +77,11 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
         {"learning_rate_factor": 3.0},
         {"cutoff": 5.0},
     ),
+    "cutoff_5A_lr_x3_energy_weight_1": (
+        "a 5 Å cutoff, learning rate x3 and energy weight 1 (the three single levers that helped, together)",
+        {"learning_rate_factor": 3.0, "energy_weight": 1.0},
+        {"cutoff": 5.0},
+    ),
     "no_warmup": ("no warm-up epochs", {"warmup_epochs": 0}, {}),
     "batch_1": ("batch size 1", {"batch_size": 1}, {}),
     "batch_16": ("batch size 16", {"batch_size": 16}, {}),

@@ -430,6 +430,9 @@ def _round_eleven_files(folder: Path) -> None:
     flat = [line.replace("pos:R:3", "pos:R:2") for line in labelled]
     (folder / "pos_two.xyz").write_text("\n".join(flat) + "\n")
     (folder / "no_task.yaml").write_text("data:\n  data_dir: data\noutput: run\n")
+    (folder / "utf16.xyz").write_text(EMBEDDED_XYZ.read_text(), encoding="utf-16")  # Notepad's "Unicode"
+    latin = EMBEDDED_XYZ.read_text().split("\n", 2)
+    (folder / "latin1.xyz").write_bytes("\n".join([latin[0], "aspirin, café", latin[2]]).encode("latin-1"))
 
 
 @pytest.fixture(scope="module")
@@ -764,6 +767,12 @@ CASES = {
         "pos_two.xyz, line 2: Properties='species:S:1:pos:R:2:forces:R:3' declares pos:R:2",
     ),
     "train-integrator-config-without-task": (["train", "no_task.yaml"], "no_task.yaml.data: ['data_dir'] belong to"),
+    # Twelfth round.
+    "structure-in-utf16": (MD + ["--structure", "utf16.xyz", "--dcd", "a.dcd"], "utf16.xyz: UTF-16 text, which"),
+    "structure-in-latin1": (
+        MD + ["--structure", "latin1.xyz", "--dcd", "a.dcd"],
+        "latin1.xyz: text in an encoding other than UTF-8 (byte 0xE9 on line 2, 'é' in Latin-1): save it as UTF-8",
+    ),
 }
 
 
