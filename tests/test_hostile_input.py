@@ -895,6 +895,24 @@ def test_evaluate_warns_about_a_molecule_the_model_never_saw(workdir, caplog):
     assert "never saw" in caplog.text and "C9H6O4" in caplog.text
 
 
+def test_evaluate_tells_scaled_energies_from_shifted_ones(workdir, caplog):
+    """Too few frames for the energy-force check: energies 1000 times the model's are called scaled (another unit),
+    energies a constant 2 eV per atom away another zero of energy, and labels of the model's own scale neither."""
+    labelled = (workdir / "labels_ev.xyz").read_text().splitlines()
+    (workdir / "scaled.xyz").write_text("\n".join(_with_labels(labelled, energy=lambda e: e * 1000)) + "\n")
+    (workdir / "shifted.xyz").write_text("\n".join(_with_labels(labelled, energy=lambda e: e + 42.0)) + "\n")
+    said = {}
+    for name in ("labels_ev.xyz", "scaled.xyz", "shifted.xyz"):
+        caplog.clear()
+        assert main(["evaluate", "default", name, "--energy-unit", "eV", "--bootstrap", "10"]) == 0
+        said[name] = caplog.text
+    assert "scaled" not in said["labels_ev.xyz"] and "zero of energy" not in said["labels_ev.xyz"]
+    assert "they are scaled, most likely in another unit" in said["scaled.xyz"]
+    assert "zero of energy" not in said["scaled.xyz"]
+    assert "(+2 eV per atom, nearly constant): another zero of energy" in said["shifted.xyz"]
+    assert "scaled" not in said["shifted.xyz"]
+
+
 def test_killed_md_leaves_no_partial_file(tmp_path):
     """SIGKILL mid-run: the process's watcher removes its temporary files (the writer cannot: SIGKILL is not caught),
     and the next run with the same outputs succeeds."""

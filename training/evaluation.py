@@ -45,12 +45,36 @@ def check_predictions(energies: np.ndarray, forces: np.ndarray, model: str, data
         )
 
 
+#: Factor by which the reference energies may vary more or less than the model's from frame to frame before
+#: :func:`warn_energy_offset` calls them scaled (the energy units differ by 23 (kcal/mol and eV) or more, except kcal
+#: and kJ; a model worth evaluating follows the energies' variation to well within this).
+ENERGY_SPREAD_FACTOR = 10.0
+
+
 def warn_energy_offset(energies: np.ndarray, frames: Frames, per_atom: float = 0.05, spread: float = 10.0) -> None:
-    """Warn when the reference energies differ from the predictions (eV) by nearly a constant, of more than
-    ``per_atom`` eV per atom and ``spread`` times the errors' standard deviation: the data then have another zero of
-    energy (atomization energies, another code or level of theory), which the energy errors measure and the force
-    errors do not."""
-    difference = np.asarray(frames.energies, dtype=np.float64) - energies
+    """Warn when the reference energies are the predictions (eV) scaled: their spread over the frames
+    :data:`ENERGY_SPREAD_FACTOR` times the predictions' or more, or that much less (an energy unit other than the
+    one stated, judged from as few as 2 frames, where :func:`training.statistics.energy_force_agreement` needs 20).
+    Else warn when they differ by nearly a constant, of more than ``per_atom`` eV per atom and ``spread`` times the
+    errors' standard deviation: the data then have another zero of energy (atomization energies, another code or
+    level of theory), which the energy errors measure and the force errors do not."""
+    reference = np.asarray(frames.energies, dtype=np.float64)
+    reference_spread, predicted_spread = float(np.std(reference)), float(np.std(energies))
+    if len(reference) > 1 and predicted_spread > 1e-3:  # the frames differ by more than 1 meV: a ratio to judge
+        ratio = reference_spread / predicted_spread
+        if not 1 / ENERGY_SPREAD_FACTOR < ratio < ENERGY_SPREAD_FACTOR:
+            logger.warning(
+                "%s: its energies vary %.3g times as much as the model's over these %d frames (standard deviation "
+                "%.3g eV against %.3g eV): they are scaled, most likely in another unit than the one given "
+                "(--energy-unit); the energy errors measure that scale",
+                frames.source,
+                ratio,
+                len(reference),
+                reference_spread,
+                predicted_spread,
+            )
+            return
+    difference = reference - energies
     offset = float(np.mean(difference))
     if (
         len(difference) > 1
