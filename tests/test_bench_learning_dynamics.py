@@ -11,6 +11,12 @@ def test_each_setting_changes_only_what_it_names(tmp_path):
     base = study.experiment("baseline", "aspirin", 0, 15.0, tmp_path / "run", data=tmp_path)
     assert base.training.max_cpu_minutes == 15.0 and base.training.threads == 1 and base.training.test_every == 1
     assert base.data.path == str(tmp_path / "rmd17_aspirin_1000.xyz")
+    protocol_training, protocol_model = study.PROTOCOLS["sake-small"]  # whatever the embedded config says now
+    assert all(getattr(base.training, key) == value for key, value in protocol_training.items())
+    assert base.model.hyperparameters["cutoff"] is None and protocol_model == {"cutoff": None}
+    protocol_training, protocol_model = study.PROTOCOLS["sake-small"]  # whatever the embedded config says now
+    assert all(getattr(base.training, key) == value for key, value in protocol_training.items())
+    assert base.model.hyperparameters["cutoff"] is None and protocol_model == {"cutoff": None}
     for setting, (_, training, hyperparameters) in study.SETTINGS.items():
         config = study.experiment(setting, "ethanol", 2, 5.0, tmp_path / "run", data=tmp_path)
         assert config.training.seed == 2 and config.data.energy_unit == "eV"
@@ -49,7 +55,13 @@ def test_every_setting_that_applies_builds_the_model(model, setting, tmp_path):
     from attnforce.models import build_model
 
     if not study.applies(setting, model):
-        skipped = {"mean_aggregation", "official_layer", "cutoff_5A", "cutoff_5A_lr_x3"}
+        skipped = {
+            "mean_aggregation",
+            "official_layer",
+            "cutoff_5A",
+            "cutoff_5A_lr_x3",
+            "cutoff_5A_lr_x3_energy_weight_1",
+        }
         assert model.startswith("equiformer") and setting in skipped
         return
     config = study.experiment(setting, "aspirin", 0, 5.0, tmp_path, data=tmp_path, model=model)
