@@ -1507,3 +1507,20 @@ def test_repeated_frames_say_nothing_of_the_energy_unit():
     )
     assert energy_force_agreement(repeated).scale is None
     check_data(repeated, "eV")
+
+
+def test_comment_lines_split_as_a_shell_would_and_long_ones_in_linear_time():
+    """Battery 10's T28: a 10 MB comment line took shlex minutes (quadratic); the reader's own split agrees with
+    shlex on extended-XYZ comment lines and reads that line at once (here as a plain comment: no key=value)."""
+    import shlex
+
+    from systems.readers import parse_extxyz_comment
+
+    lines = ['energy=-1.5 Properties=species:S:1:pos:R:3 pbc="F F F"', "a \"b c\"d 'e f'", "", "  plain  comment "]
+    for line in lines:
+        expected = dict(token.split("=", 1) for token in shlex.split(line) if "=" in token)
+        assert parse_extxyz_comment(line) == {key.lower(): value for key, value in expected.items()}
+    with pytest.raises(ValueError, match="No closing quotation"):
+        parse_extxyz_comment('pbc="F F')
+    assert parse_extxyz_comment("x" * 10_000_000) == {}
+    assert parse_extxyz_comment('note="' + "x" * 5_000_000 + '"') == {"note": "x" * 5_000_000}
