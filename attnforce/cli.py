@@ -295,7 +295,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     from attnforce.elements import formula
     from systems import random_split, read_dataset
     from systems.readers import FORMAT_ENERGY_UNITS
-    from training.evaluation import bootstrap_metrics, check_energy_unit, check_predictions, predict, warn_energy_offset
+    from training.evaluation import (
+        bootstrap_metrics,
+        check_energy_unit,
+        check_predictions,
+        predict,
+        warn_energy_scale_or_offset,
+    )
     from training.statistics import check_data
 
     if args.json:
@@ -337,7 +343,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     check_predictions(energies, forces, saved.path, args.data)
     check_energy_unit(forces, frames, energy_unit)
     if same_molecule:
-        warn_energy_offset(energies, frames)
+        warn_energy_scale_or_offset(energies, frames)
     result = bootstrap_metrics(energies, forces, frames, args.bootstrap, args.seed)
     print(f"{saved.path} on {args.data} ({args.split}: {len(frames)} frames; {args.bootstrap} bootstrap resamples)")
     print("| metric | value | 95% interval |")
@@ -642,7 +648,8 @@ STOP_GRACE_S = 3.0
 
 
 def _stop_exit_status(signum: int) -> int:
-    return 130 if signum == signal.SIGINT else 128 + signum
+    """The shell's status of a command ended by signal ``signum``: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + signum
 
 
 def _stopped(signum: int) -> str:
@@ -810,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             watch.close()
         sys.stdout = stdout
         for signum, handler in previous.items():  # Ctrl-C during the exit that follows changes nothing
-            signal.signal(signum, signal.SIG_IGN if handler is loading else handler)
+            signal.signal(signum, signal.SIG_IGN if loading is not None and handler is loading else handler)
     return 0
 
 

@@ -46,12 +46,14 @@ def check_predictions(energies: np.ndarray, forces: np.ndarray, model: str, data
 
 
 #: Factor by which the reference energies may vary more or less than the model's from frame to frame before
-#: :func:`warn_energy_offset` calls them scaled (the energy units differ by 23 (kcal/mol and eV) or more, except kcal
-#: and kJ; a model worth evaluating follows the energies' variation to well within this).
+#: :func:`warn_energy_scale_or_offset` calls them scaled (the energy units differ by 23 (kcal/mol and eV) or more,
+#: except kcal and kJ; a model worth evaluating follows the energies' variation to well within this).
 ENERGY_SPREAD_FACTOR = 10.0
 
 
-def warn_energy_offset(energies: np.ndarray, frames: Frames, per_atom: float = 0.05, spread: float = 10.0) -> None:
+def warn_energy_scale_or_offset(
+    energies: np.ndarray, frames: Frames, per_atom: float = 0.05, spread: float = 10.0
+) -> None:
     """Warn when the reference energies are the predictions (eV) scaled: their spread over the frames
     :data:`ENERGY_SPREAD_FACTOR` times the predictions' or more, or that much less (an energy unit other than the
     one stated, judged from as few as 2 frames, where :func:`training.statistics.energy_force_agreement` needs 20).
